@@ -1,0 +1,51 @@
+"""dnilab agents: the independent learners and the runtime that runs them.
+
+Public API (import from ``agents`` only):
+
+- topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
+  ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
+- building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``.
+- nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``Node`` (base).
+- runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
+  ``pick_device``, ``threads_per_agent``.
+"""
+
+from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
+from .devices import pick_device, threads_per_agent
+from .env_node import EnvNode
+from .feedforward import FeedForwardAgent
+from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve
+from .launchers import InprocLauncher, Launcher, LocalLauncher
+from .node import Node, NodeRuntime, Wiring
+from .optim import build_optimizer
+from .process import NodeSpec
+from .supervisor import Outcome, Recorder, Supervisor
+
+__all__ = [
+    "BACKWARD_MODES",
+    "ENV",
+    "FORWARD_MODES",
+    "AgentSpec",
+    "ClassifierHead",
+    "ConvStage",
+    "EdgeSpec",
+    "EnvNode",
+    "FeedForwardAgent",
+    "Graph",
+    "InprocLauncher",
+    "Launcher",
+    "LinearStage",
+    "LocalLauncher",
+    "Node",
+    "NodeRuntime",
+    "NodeSpec",
+    "Outcome",
+    "Recorder",
+    "Supervisor",
+    "Wiring",
+    "build_module",
+    "build_optimizer",
+    "pick_device",
+    "resolve",
+    "threads_per_agent",
+]

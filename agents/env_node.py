@@ -1,0 +1,158 @@
+"""The environment node: steps a gymnasium environment and streams its batches to the agents.
+
+It sends ``input(x, s)`` to the agents the environment feeds (and, without credit, to agents with a
+synthetic input model), ``label(y, s)`` to heads and cDNI senders, and never runs more than ``window``
+steps ahead of its slowest real consumer. Every ``eval_every`` steps, and at the end, it streams the
+evaluation split through the composed system (phase ``eval``) and the heads report its error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from interfaces import Expectations, Kind, Message
+
+from .graph import ENV, Graph
+from .node import Node
+
+
+def load_factory(ref: str):  # noqa: ANN201 - any callable
+    """Resolve ``"package.module:attr"`` (kept as a string so specs stay picklable and layered)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _tensor(array: Any) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array))
+
+
+class EnvNode(Node):
+    """Streams training batches with credit-based flow control, and evaluation passes on schedule."""
+
+    name = ENV
+
+    def __init__(self, graph: Graph, env_id: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any],
+                 steps: int, seconds: float = 0.0, seed: int = 0, eval_every: int = 0, window: int = 4,
+                 metrics_every: int = 50, make: str = "environments:make") -> None:
+        self.graph = graph
+        self.env_id = env_id
+        self.env_kwargs = env_kwargs
+        self.eval_kwargs = eval_kwargs
+        self.steps = steps
+        self.seconds = seconds
+        self.seed = seed
+        self.eval_every = eval_every
+        self.window = window
+        self.metrics_every = metrics_every
+        self.make = make
+        names = graph.order()
+        self.fed = [n for n in names if graph.in_edge(n).sender == ENV]               # credit-limited
+        self.broadcast = [n for n in names if graph.in_edge(n).forward == "synthetic"]  # I(x) readers
+        self.labelled = [n for n in names if graph.needs_labels(n)]
+        self.heads = graph.heads()
+
+    def expectations(self) -> Expectations:
+        expect = Expectations()
+        for n in self.fed:
+            expect.allow(Kind.CONTROL, f"{ENV}->{n}", n)
+        return expect
+
+    def peers(self) -> list[str]:
+        return sorted(set(self.fed + self.broadcast + self.labelled))
+
+    def start(self, rt) -> None:  # noqa: ANN001 - NodeRuntime
+        super().start(rt)
+        make = load_factory(self.make)
+        self.env = make(self.env_id, **self.env_kwargs)
+        self.eval_env = make(self.env_id, **{**self.env_kwargs, **self.eval_kwargs})
+        self.inflight = {n: 0 for n in self.fed}
+        self.step = 0
+        self.round = 0
+        self.done = False
+        self.obs: Any = None
+        self.info: dict[str, Any] = {}
+        self.t_start = time.monotonic()
+        self.t_report = self.t_start
+
+    def on_message(self, msg: Message) -> None:
+        if msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
+            self.inflight[msg.edge.split("->")[1]] -= 1
+
+    def _budget_left(self) -> bool:
+        if self.seconds and time.monotonic() - self.t_start >= self.seconds:
+            return False
+        return self.step < self.steps
+
+    def work(self) -> bool:
+        if self.done:
+            return False
+        quiet = all(n == 0 for n in self.inflight.values())
+        if not self._budget_left():
+            if not quiet:
+                return False  # let the consumers catch up so the final evaluation sees the trained system
+            self._evaluate(final=True)
+            self.done = True
+            self.rt.tell("complete", step=self.step, steps=self.step)
+            return True
+        if self.eval_every and self.step and self.step % self.eval_every == 0 and self.round_due():
+            if not quiet:
+                return False
+            self._evaluate(final=False)
+            return True
+        if any(n >= self.window for n in self.inflight.values()):
+            return False
+        self._send_batch()
+        return True
+
+    def round_due(self) -> bool:
+        return self.round < self.step // self.eval_every
+
+    def _next_batch(self) -> tuple[Any, dict[str, Any]]:
+        if self.obs is None:
+            return self.env.reset(seed=self.seed)
+        obs, _, terminated, truncated, info = self.env.step(None)
+        if terminated or truncated:
+            obs, info = self.env.reset()
+        return obs, info
+
+    def _send_batch(self) -> None:
+        self.obs, self.info = self._next_batch()
+        s = self.step
+        x = _tensor(self.obs).float()
+        y = _tensor(self.info["target"]).long()
+        for n in self.fed:
+            self.inflight[n] += 1
+            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+        for n in self.broadcast:
+            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+        for n in self.labelled:
+            self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
+        self.step += 1
+        if self.step % self.metrics_every == 0:
+            now = time.monotonic()
+            self.rt.tell("metrics", step=self.step, steps=self.step, wall_s=now - self.t_start,
+                         batches_per_s=self.metrics_every / max(now - self.t_report, 1e-9))
+            self.t_report = now
+
+    def _evaluate(self, final: bool) -> None:
+        """Stream the evaluation split, in order, through the real chain of agents."""
+        batches = []
+        obs, info = self.eval_env.reset(seed=self.seed)
+        while True:
+            batches.append((_tensor(obs).float(), _tensor(info["target"]).long()))
+            obs, _, terminated, truncated, info = self.eval_env.step(None)
+            if terminated or truncated:
+                break
+        for k, (x, y) in enumerate(batches):
+            meta = {"phase": "eval", "round": self.round, "last": k == len(batches) - 1, "at": self.step,
+                    "final": final}
+            for n in self.fed:
+                self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", k, [x], meta))
+            for n in self.heads:
+                self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", k, [y], meta))
+        self.round += 1

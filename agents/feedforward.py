@@ -1,0 +1,413 @@
+"""The feed-forward agent: a stage (or head) with its own optimizer, talking to its neighbours only by messages.
+
+One training step for step id ``s`` (see DESIGN.md, "One step across an edge"):
+
+1. take the input for ``s``: the environment's batch, the sender's real activation, or, on a
+   ``forward = "synthetic"`` edge when the real one has not arrived, I(x_s);
+2. ``h = f(x)``; a head computes its loss; a stage takes M(h[, y]) from each ``dni``/``cdni`` out-edge
+   and updates at once, or waits for the true gradient on a ``backprop`` out-edge (update-locked);
+3. send ``act(h, s)`` forward and the bootstrapped target ``dL/dx`` back to the sender.
+
+Targets arriving later train M; real activations arriving later train I. Every store is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from interfaces import (
+    Expectations,
+    Kind,
+    Message,
+    StepBuffer,
+    SyntheticGradient,
+    SyntheticInput,
+    TensorSpec,
+)
+
+from .blocks import ClassifierHead, build_module
+from .graph import ENV, AgentSpec, EdgeSpec, Graph
+from .node import SUPERVISOR, Node, Stop
+from .optim import build_optimizer
+
+
+@dataclass
+class Pending:
+    """A step whose update waits for true gradients on its ``backprop`` out-edges."""
+
+    step: int
+    x: torch.Tensor
+    h: torch.Tensor
+    grad: torch.Tensor | None
+    waiting: set[str] = field(default_factory=set)
+
+
+class RunningMeans:
+    """Means of scalar metrics since the last report."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, values: dict[str, float], prefix: str = "") -> None:
+        for k, v in values.items():
+            self.sums[prefix + k] += float(v)
+            self.counts[prefix + k] += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+
+class FeedForwardAgent(Node):
+    """A stage or a head of a feed-forward system; see the module docstring for one step."""
+
+    def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
+                 window: int = 4, capacity: int = 32, metrics_every: int = 50) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.graph = graph
+        self.in_edge: EdgeSpec = graph.in_edge(spec.name)
+        self.out_edges: list[EdgeSpec] = graph.out_edges(spec.name)
+        self.needs_labels = graph.needs_labels(spec.name)
+        self.synthetic_in = self.in_edge.forward == "synthetic"
+        self.window = window
+        self.capacity = capacity
+        self.metrics_every = metrics_every
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.seed = seed
+        self.device = torch.device(spec.device)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        expect = Expectations()
+        f32 = torch.float32
+        feed = self.in_edge.sender
+        if feed == ENV:
+            expect.allow(Kind.INPUT, self.in_edge.name, ENV, [TensorSpec(f32, (None, *self.spec.in_shape))])
+        else:
+            expect.allow(Kind.ACT, self.in_edge.name, feed, [TensorSpec(f32, (None, *self.spec.in_shape))])
+            if self.synthetic_in:
+                env_edge = f"{ENV}->{self.name}"
+                expect.allow(Kind.INPUT, env_edge, ENV, [TensorSpec(f32, (None, *self.graph.input_shape))])
+        if self.needs_labels:
+            expect.allow(Kind.LABEL, f"{ENV}->{self.name}", ENV, [TensorSpec(torch.int64, (None,))])
+        for e in self.out_edges:
+            if e.sends_targets:
+                expect.allow(Kind.TARGET, e.name, e.receiver, [TensorSpec(f32, (None, *self.spec.out_shape))])
+            expect.allow(Kind.CONTROL, e.name, e.receiver)  # credits (acks)
+        return expect
+
+    def peers(self) -> list[str]:
+        names = [e.receiver for e in self.out_edges]
+        if self.in_edge.sends_targets or self.in_edge.forward == "real":
+            names.append(self.in_edge.sender)  # targets and acks go back
+        return sorted(set(names))
+
+    def start(self, rt) -> None:  # noqa: ANN001 - NodeRuntime
+        super().start(rt)
+        torch.manual_seed(self.seed)
+        self.rng = random.Random(self.seed)
+        self.module = build_module(self.spec.module).to(self.device)
+        self.optimizer = build_optimizer(self.spec.optimizer, self.module.parameters())
+        self.sg: dict[str, SyntheticGradient] = {}
+        for e in self.out_edges:
+            if e.backward in ("dni", "cdni"):
+                cfg = dict(e.synthesizer)
+                self.sg[e.name] = SyntheticGradient(
+                    self.spec.out_shape, hidden=tuple(cfg.get("hidden", ())),
+                    context_dim=self.graph.classes if e.backward == "cdni" else 0,
+                    lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
+                    device=self.device, scale=cfg.get("scale", 1.0))
+        self.si: SyntheticInput | None = None
+        if self.synthetic_in:
+            cfg = dict(self.in_edge.input_synthesizer)
+            self.si = SyntheticInput(self.graph.input_shape, self.spec.in_shape,
+                                     hidden=tuple(cfg.get("hidden", ())), lr=cfg.get("lr", 1e-4),
+                                     capacity=cfg.get("capacity", self.capacity), device=self.device)
+        self.inputs = StepBuffer(self.capacity)    # x from the environment
+        self.acts = StepBuffer(self.capacity)      # real activations from the sender
+        self.labels = StepBuffer(self.capacity)
+        self.eval_store: dict[tuple[str, int], torch.Tensor] = {}
+        self.eval_meta: dict[int, dict[str, Any]] = {}
+        self.eval_next = 0
+        self.eval_correct = 0
+        self.eval_total = 0
+        self.eval_loss = 0.0
+        self.inflight: dict[str, int] = {e.name: 0 for e in self.out_edges if e.forward == "real"}
+        self.pending: Pending | None = None
+        self.last_step = -1
+        self.steps_done = 0
+        self.skipped = 0
+        self.updates = 0
+        self.means = RunningMeans()
+        self.t_start = time.monotonic()
+        self.t_last_report = self.t_start
+        self.steps_at_last_report = 0
+        self.busy_s = 0.0
+
+    # -- receiving --------------------------------------------------------------------------------
+    def on_message(self, msg: Message) -> None:
+        phase = msg.meta.get("phase", "train")
+        if phase == "eval":
+            self.eval_store[(msg.kind.value, msg.step)] = msg.tensors[0]
+            self.eval_meta.setdefault(msg.step, {}).update(msg.meta)
+            return
+        if msg.kind is Kind.INPUT:
+            self.inputs.put(msg.step, msg.tensors[0])
+        elif msg.kind is Kind.LABEL:
+            self.labels.put(msg.step, msg.tensors[0])
+        elif msg.kind is Kind.ACT:
+            if self.si is not None and msg.step <= self.last_step:
+                stats = self.si.learn(msg.step, msg.tensors[0].to(self.device))
+                if stats:
+                    self.means.add(stats, f"{self.in_edge.name}/")
+            else:
+                self.acts.put(msg.step, msg.tensors[0])
+        elif msg.kind is Kind.TARGET:
+            self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
+        elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
+            self.inflight[msg.edge] -= 1
+
+    def _on_target(self, edge: str, step: int, target: torch.Tensor) -> None:
+        if edge in self.sg:
+            stats = self.sg[edge].learn(step, target)
+            if stats:
+                self.means.add(stats, f"{edge}/")
+            return
+        p = self.pending
+        if p is not None and p.step == step and edge in p.waiting:
+            p.grad = target if p.grad is None else p.grad + target
+            p.waiting.discard(edge)
+            if not p.waiting:
+                self.pending = None
+                self._finish(p.step, p.x, p.h, p.grad)
+
+    # -- working ----------------------------------------------------------------------------------
+    def work(self) -> bool:
+        if self._eval_ready():
+            self._eval_step()
+            return True
+        step = self._next_step()
+        if step is None:
+            return False
+        t0 = time.monotonic()
+        self._train_step(step)
+        elapsed = time.monotonic() - t0
+        self.busy_s += elapsed
+        if self.spec.slowdown > 1.0:
+            self.idle((self.spec.slowdown - 1.0) * elapsed)
+        if self.steps_done % self.metrics_every == 0:
+            self._report()
+        return True
+
+    def idle(self, seconds: float) -> None:
+        """Wait while still filing arriving messages, so a slow agent never lets its peers' queues grow."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.rt.inbox.recv(max(1, int(left * 1000)))
+            if msg is None:
+                continue
+            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
+                if msg.meta.get("verb") == "stop":
+                    raise Stop()
+                continue
+            self.on_message(msg)
+
+    def _driver(self) -> StepBuffer:
+        return self.inputs if (self.in_edge.sender == ENV or self.synthetic_in) else self.acts
+
+    def _next_step(self) -> int | None:
+        if self.pending is not None:
+            return None  # update-locked: waiting for a true gradient
+        if any(n >= self.window for n in self.inflight.values()):
+            return None  # the receiver has not consumed enough: bounded steps in flight
+        ready = [s for s in self._driver().steps() if s > self.last_step
+                 and (not self.needs_labels or s in self.labels)]
+        if not ready:
+            return None
+        return max(ready) if self.synthetic_in else min(ready)
+
+    def _train_step(self, step: int) -> None:
+        if self.synthetic_in:
+            x_env = self.inputs.pop(step).to(self.device)
+            x_synth = self.si.predict(step, x_env)
+            real = self.acts.pop(step)
+            if real is not None:
+                real = real.to(self.device)
+                stats = self.si.learn(step, real)
+                if stats:
+                    self.means.add(stats, f"{self.in_edge.name}/")
+            x = real if real is not None else x_synth
+            self.means.add({"real_input": float(real is not None)})
+        else:
+            x = self._driver().pop(step).to(self.device)
+            self._ack(step)
+        self.skipped += sum(1 for s in self._driver().steps() if s < step)
+        for s in [s for s in self._driver().steps() if s < step]:
+            self._driver().pop(s)
+        label = self.labels.pop(step).to(self.device) if self.needs_labels else None
+        for s in [s for s in self.labels.steps() if s < step]:
+            self.labels.pop(s)
+        self.last_step = step
+        self.steps_done += 1
+        x = x.detach().clone().requires_grad_(self.in_edge.sends_targets)
+        self.module.train()
+        self._simulate_device()
+        if self.spec.head:
+            logits = self.module(x)
+            loss = ClassifierHead.loss(logits, label)
+            self.means.add({"loss": loss.item(),
+                            "train_error": (logits.argmax(1) != label).float().mean().item() * 100})
+            self._simulate_device()
+            loss.backward()
+            self._update()
+            self._send_target(step, x.grad)
+            return
+        h = self.module(x)
+        grad: torch.Tensor | None = None
+        waiting: set[str] = set()
+        for e in self.out_edges:
+            if e.backward in ("dni", "cdni"):
+                context = F.one_hot(label, self.graph.classes).float() if e.backward == "cdni" else None
+                g = self.sg[e.name].predict(step, h.detach(), context)
+                grad = g if grad is None else grad + g
+            elif e.backward == "backprop":
+                waiting.add(e.name)
+        act = h.detach()
+        for e in self.out_edges:
+            self._send_act(e, step, act)
+        if waiting:
+            self.pending = Pending(step, x, h, grad, waiting)
+        else:
+            self._finish(step, x, h, grad)
+
+    def _finish(self, step: int, x: torch.Tensor, h: torch.Tensor, grad: torch.Tensor | None) -> None:
+        """Backward with the gradient for h (synthetic, true, or their sum), update, send dL/dx back."""
+        if grad is not None:
+            self._simulate_device()
+            h.backward(grad)
+            self._update()
+        self._send_target(step, x.grad if x.requires_grad else None, like=x)
+
+    def _update(self) -> None:
+        if self.rng.random() < self.spec.update_prob:
+            self.optimizer.step()
+            self.updates += 1
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _send_act(self, e: EdgeSpec, step: int, act: torch.Tensor) -> None:
+        msg = Message(Kind.ACT, self.name, e.name, step, [act])
+        if e.forward == "real":
+            self.inflight[e.name] += 1
+            self.rt.send(e.receiver, msg)
+        elif not self.rt.send(e.receiver, msg, block=False):
+            self.means.add({"act_dropped": 1.0})
+
+    def _send_target(self, step: int, grad: torch.Tensor | None, like: torch.Tensor | None = None) -> None:
+        if not self.in_edge.sends_targets:
+            return
+        if grad is None:  # nothing reached this agent (all out-edges 'none'): an honest zero target
+            grad = torch.zeros_like(like)
+        self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, step,
+                                                  [grad.detach()]))
+
+    def _ack(self, step: int) -> None:
+        self.rt.send(self.in_edge.sender, Message(Kind.CONTROL, self.name, self.in_edge.name, step, [],
+                                                  {"verb": "ack"}))
+
+    def _simulate_device(self) -> None:
+        if self.spec.stage_ms > 0:
+            self.idle(self.spec.stage_ms / 1000.0)
+
+    # -- evaluation of the composed system --------------------------------------------------------
+    def _eval_ready(self) -> bool:
+        kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
+        if (kind, self.eval_next) not in self.eval_store:
+            return False
+        return not self.spec.head or (Kind.LABEL.value, self.eval_next) in self.eval_store
+
+    def _eval_step(self) -> None:
+        """Real inputs only: no synthesizer is on this path."""
+        k = self.eval_next
+        kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
+        x = self.eval_store.pop((kind, k)).to(self.device)
+        meta = self.eval_meta.pop(k)
+        self.eval_next += 1
+        self.module.eval()
+        with torch.no_grad():
+            out = self.module(x)
+        self.module.train()
+        eval_meta = {k: meta[k] for k in ("phase", "round", "last", "at", "final")}
+        if self.spec.head:
+            y = self.eval_store.pop((Kind.LABEL.value, k)).to(self.device)
+            self.eval_correct += int((out.argmax(1) == y).sum())
+            self.eval_total += len(y)
+            self.eval_loss += float(F.cross_entropy(out, y, reduction="sum"))
+        else:
+            for e in self.out_edges:
+                self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
+        if meta["last"]:
+            self.eval_next = 0
+            if self.spec.head:
+                total = max(self.eval_total, 1)
+                result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),
+                          "test_error": 100.0 * (1 - self.eval_correct / total),
+                          "test_loss": self.eval_loss / total, "examples": self.eval_total}
+                self.eval_correct = self.eval_total = 0
+                self.eval_loss = 0.0
+                self.rt.tell("eval", step=meta["at"], **result)
+                if result["final"]:
+                    self.rt.tell("complete")
+            self.save_checkpoint()
+
+    # -- records ----------------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = time.monotonic()
+        values = self.means.pop()
+        values.update(self.counters())
+        values["steps_per_s"] = (self.steps_done - self.steps_at_last_report) / max(now - self.t_last_report, 1e-9)
+        values["busy"] = self.busy_s / max(now - self.t_start, 1e-9)
+        self.t_last_report = now
+        self.steps_at_last_report = self.steps_done
+        self.rt.tell("metrics", step=self.last_step, **values)
+
+    def counters(self) -> dict[str, float]:
+        out: dict[str, float] = {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
+                                 "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
+                                 "wall_s": time.monotonic() - self.t_start}
+        for name, sg in self.sg.items():
+            out[f"{name}/sg_dropped"] = sg.dropped
+            out[f"{name}/sg_unmatched"] = sg.unmatched
+        if self.si is not None:
+            out[f"{self.in_edge.name}/si_dropped"] = self.si.dropped
+        return out
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"agent": self.name, "step": self.last_step, "module": self.module.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
+                 "synthetic_gradients": {k: v.module.state_dict() for k, v in self.sg.items()}}
+        if self.si is not None:
+            state["synthetic_input"] = self.si.module.state_dict()
+        tmp = folder / f".{self.name}.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, folder / f"{self.name}.pt")
+
+    def on_stop(self) -> dict[str, Any]:
+        self.save_checkpoint()
+        return self.counters()

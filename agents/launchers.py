@@ -1,0 +1,134 @@
+"""Launchers put nodes somewhere: spawned local processes (default) or all in this thread (inproc, for
+deterministic debugging with the same node code). Ray lives in ``ray_launcher`` as an optional extra."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+from typing import Protocol
+
+import zmq
+
+from interfaces import Kind
+
+from .node import SUPERVISOR, Node, NodeRuntime, Stop, Wiring, pump
+from .process import NodeSpec, build_node, process_main
+
+
+class Launcher(Protocol):
+    """What the supervisor needs from a placement backend."""
+
+    transport: str   # endpoint scheme the nodes use: inproc, ipc or tcp
+
+    def start(self, spec: NodeSpec, wiring: Wiring) -> None: ...
+    def exitcodes(self) -> dict[str, int | None]: ...   # None while alive
+    def describe(self, name: str) -> dict: ...           # pid / host for the records
+    def pump(self) -> None: ...                            # give cooperative nodes a turn (no-op elsewhere)
+    def shutdown(self, timeout_s: float) -> None: ...     # join, then kill what is left
+
+
+class LocalLauncher:
+    """One spawned process per node on this machine (``multiprocessing`` spawn context)."""
+
+    transport = "ipc"
+
+    def __init__(self, transport: str = "ipc") -> None:
+        self.transport = transport
+        self.mp = mp.get_context("spawn")
+        self.procs: dict[str, mp.process.BaseProcess] = {}
+
+    def start(self, spec: NodeSpec, wiring: Wiring) -> None:
+        proc = self.mp.Process(target=process_main, args=(spec, wiring, os.getpid()), name=f"dnilab-{spec.name}",
+                               daemon=True)
+        proc.start()
+        self.procs[spec.name] = proc
+
+    def exitcodes(self) -> dict[str, int | None]:
+        return {name: p.exitcode for name, p in self.procs.items()}
+
+    def describe(self, name: str) -> dict:
+        return {"pid": self.procs[name].pid}
+
+    def pump(self) -> None:
+        pass
+
+    def shutdown(self, timeout_s: float) -> None:
+        for p in self.procs.values():
+            p.join(timeout_s)
+        for p in self.procs.values():
+            if p.is_alive():
+                p.kill()
+                p.join(2)
+
+
+class InprocLauncher:
+    """All nodes in the supervisor's thread, pumped round-robin over ``inproc://`` sockets.
+
+    Same node code as the process launcher; the fixed order makes runs reproducible step for step.
+    """
+
+    transport = "inproc"
+
+    def __init__(self, ctx: zmq.Context) -> None:
+        self.ctx = ctx
+        self.nodes: dict[str, Node] = {}
+        self.runtimes: dict[str, NodeRuntime] = {}
+        self.started: set[str] = set()
+        self.codes: dict[str, int | None] = {}
+        self.early: dict[str, list] = {}
+
+    def start(self, spec: NodeSpec, wiring: Wiring) -> None:
+        node = build_node(spec)
+        rt = NodeRuntime(self.ctx, wiring, node.expectations())
+        rt.tell("ready", endpoint=rt.inbox.endpoint, pid=os.getpid(), host="inproc", device=spec.device)
+        self.nodes[spec.name] = node
+        self.runtimes[spec.name] = rt
+        self.codes[spec.name] = None
+        self.early[spec.name] = []
+
+    def exitcodes(self) -> dict[str, int | None]:
+        return dict(self.codes)
+
+    def describe(self, name: str) -> dict:
+        return {"pid": os.getpid(), "inproc": True}
+
+    def pump(self) -> None:
+        for name, node in self.nodes.items():
+            if self.codes[name] is not None:
+                continue
+            rt = self.runtimes[name]
+            try:
+                if name not in self.started:
+                    self._try_start(name, node, rt)
+                else:
+                    pump(node, 0)
+            except Stop:
+                rt.tell("done", **node.on_stop())
+                self.codes[name] = 0
+            except Exception:  # noqa: BLE001 - reported like a dead process
+                import traceback
+
+                rt.tell("error", traceback=traceback.format_exc())
+                self.codes[name] = 1
+
+    def _try_start(self, name: str, node: Node, rt: NodeRuntime) -> None:
+        for msg in rt.inbox.recv_all():
+            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
+                if msg.meta.get("verb") == "stop":
+                    raise Stop()
+                if msg.meta.get("verb") == "start":
+                    rt.connect(dict(msg.meta["peers"]), node.peers())
+                    node.start(rt)
+                    self.started.add(name)
+                    for early in self.early.pop(name, []):
+                        node.on_message(early)
+            elif name in self.started:
+                node.on_message(msg)
+            else:
+                self.early[name].append(msg)
+
+    def shutdown(self, timeout_s: float) -> None:
+        for rt in self.runtimes.values():
+            with contextlib.suppress(Exception):
+                rt.close()

@@ -1,0 +1,47 @@
+"""dnilab interfaces: everything that crosses between two agents.
+
+Public API (import from `interfaces`, never from its modules):
+
+- wire: `Kind`, `Message`, `TensorSpec`, `Expectations`, `WireError`, `encode`, `decode` -- JSON header
+  + raw tensor frames, zero-copy for big frames, strict validation, never pickle.
+- transport: `Inbox` (bound PULL), `Outlet` (connected PUSH), `make_endpoint`, and CURVE security with
+  `CurveKeyPair`, `CurveServer`, `CurveClient`.
+- `Synthesizer`: the small networks M(h, c) and I(x), last layer zero-initialised.
+- `StepBuffer`: bounded step-keyed store that counts drops.
+- `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock).
+- `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
+- quality metrics: `cosine`, `norm_ratio`, `relative_l2`.
+
+This package imports no other dnilab package.
+"""
+
+from .buffer import StepBuffer
+from .gradient import SyntheticGradient
+from .quality import cosine, norm_ratio, relative_l2
+from .synthesizers import Synthesizer
+from .synthetic_input import SyntheticInput
+from .transport import CurveClient, CurveKeyPair, CurveServer, Inbox, Outlet, make_endpoint
+from .wire import Expectations, Kind, Message, TensorSpec, WireError, decode, encode
+
+__all__ = [
+    "CurveClient",
+    "CurveKeyPair",
+    "CurveServer",
+    "Expectations",
+    "Inbox",
+    "Kind",
+    "Message",
+    "Outlet",
+    "StepBuffer",
+    "Synthesizer",
+    "SyntheticGradient",
+    "SyntheticInput",
+    "TensorSpec",
+    "WireError",
+    "cosine",
+    "decode",
+    "encode",
+    "make_endpoint",
+    "norm_ratio",
+    "relative_l2",
+]

@@ -1,0 +1,73 @@
+"""Sender side of a `dni` / `cdni` edge: M(h, c) gives the gradient for h now, and is trained later
+when the receiver's (bootstrapped) target for that step comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .buffer import StepBuffer
+from .quality import cosine, norm_ratio
+from .synthesizers import Synthesizer, _shape, run_module
+
+
+class SyntheticGradient:
+    """M lives at the sender. Works at per-sample scale: M is trained on target * B and predict returns
+    M(h) / B, so that M sees O(1) values while the agent applies the gradient of its batch-mean loss."""
+
+    def __init__(
+        self,
+        shape: int | Sequence[int],
+        hidden: Sequence[int] = (),
+        context_dim: int = 0,
+        lr: float = 1e-4,
+        capacity: int = 16,
+        device: str | torch.device = "cpu",
+        scale: float = 1.0,
+        loss_weight: float = 1.0,
+    ) -> None:
+        self.shape = _shape(shape)
+        self.device = torch.device(device)
+        self.scale = scale  # multiplies the gradient predict returns (not M's training target)
+        self.loss_weight = loss_weight
+        self.module = Synthesizer(self.shape, self.shape, hidden, context_dim).to(self.device)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=lr)
+        self.buffer: StepBuffer[tuple[Tensor, Tensor | None]] = StepBuffer(capacity)
+        self.unmatched = 0  # targets that came back for a step no longer (or never) buffered
+        self.trained = 0
+
+    @property
+    def dropped(self) -> int:
+        """Steps evicted before their target came back."""
+        return self.buffer.dropped
+
+    def predict(self, step: int, h: Tensor, context: Tensor | None = None) -> Tensor:
+        """Synthetic dL/dh for h [B, *shape] (detached, on h's device); keeps (h, c) to learn from."""
+        x = h.detach().to(self.device)
+        c = context.detach().to(self.device) if context is not None else None
+        self.buffer.put(step, (x, c))
+        with torch.no_grad():
+            g = run_module(self.module, x, c)  # [B, *shape], per-sample scale
+        return (g * (self.scale / x.shape[0])).to(h.device)
+
+    def learn(self, step: int, target: Tensor) -> dict[str, float] | None:
+        """Train M on the target gradient for `step` ([B, *shape], batch-mean scale); None if unknown."""
+        entry = self.buffer.pop(step)
+        if entry is None:
+            self.unmatched += 1
+            return None
+        x, c = entry
+        tgt = target.detach().to(device=self.device, dtype=x.dtype) * x.shape[0]  # per-sample scale
+        pred = run_module(self.module, x, c)  # [B, *shape]
+        loss = self.loss_weight * (pred - tgt).pow(2).reshape(x.shape[0], -1).sum(1).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.trained += 1
+        return {
+            "sg_loss": float(loss.detach()),
+            "sg_cosine": cosine(pred, tgt),
+            "sg_norm_ratio": norm_ratio(pred, tgt),
+        }

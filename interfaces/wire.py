@@ -1,0 +1,275 @@
+"""The wire format: one compact JSON header frame + one raw frame per tensor, never pickle.
+
+Decoding is zero-copy (tensors are read-only views of the received frames) and strict: a malformed
+or unexpected message raises `WireError` naming sender, edge and step, so a bad peer is easy to find.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+
+WIRE_VERSION = 1
+ZERO_COPY_MIN_BYTES = 64 * 1024  # frames at least this big go out as memoryviews (zero-copy)
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+_DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in _DTYPES.items()}
+# numpy has no bfloat16: its bytes travel through a same-width integer view.
+_NUMPY_VIEW: dict[torch.dtype, torch.dtype] = {torch.bfloat16: torch.int16}
+_HEADER_FIELDS = ("v", "kind", "sender", "edge", "step", "tensors", "meta")
+
+
+class Kind(str, Enum):  # noqa: UP042 (StrEnum needs Python 3.11; we support 3.10)
+    """The few message kinds that may cross an edge."""
+
+    INPUT = "input"
+    LABEL = "label"
+    ACT = "act"
+    TARGET = "target"
+    CONTROL = "control"
+
+
+_KINDS = {k.value: k for k in Kind}
+
+
+@dataclass
+class Message:
+    """One typed message; `tensors` decode as read-only CPU views (clone before in-place ops)."""
+
+    kind: Kind
+    sender: str
+    edge: str
+    step: int
+    tensors: list[torch.Tensor] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class WireError(ValueError):
+    """A message was rejected; carries whatever of sender/edge/step could be read ("?" otherwise)."""
+
+    def __init__(
+        self, reason: str, sender: str = "?", edge: str = "?", step: int | str = "?", kind: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.sender = sender
+        self.edge = edge
+        self.step = step
+        self.kind = kind
+        what = kind if kind else "message"
+        super().__init__(f"rejected {what} from {sender!r} on edge {edge!r} at step {step}: {reason}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Expected dtype and per-axis size of one tensor; None on an axis = any size (the batch axis)."""
+
+    dtype: torch.dtype
+    shape: tuple[int | None, ...]
+
+    def matches(self, dtype: torch.dtype, shape: Sequence[int]) -> bool:
+        return (
+            dtype == self.dtype
+            and len(shape) == len(self.shape)
+            and all(e is None or e == s for e, s in zip(self.shape, shape))
+        )
+
+
+def _fmt_shape(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+
+
+class Expectations:
+    """What one receiver accepts: (kind, edge) -> allowed senders -> tensor specs (None = any)."""
+
+    def __init__(self) -> None:
+        self._rules: dict[tuple[Kind, str], dict[str, tuple[TensorSpec, ...] | None]] = {}
+
+    def allow(self, kind: Kind, edge: str, sender: str, specs: Sequence[TensorSpec] | None = None) -> None:
+        """Accept `kind` on `edge` from `sender`; supervisor CONTROL uses edge "", credits their data edge."""
+        kind = Kind(kind)
+        self._rules.setdefault((kind, edge), {})[sender] = None if specs is None else tuple(specs)
+
+    def check(
+        self,
+        kind: Kind,
+        sender: str,
+        edge: str,
+        step: int,
+        tensors: Sequence[tuple[torch.dtype, Sequence[int]]] = (),
+    ) -> None:
+        """Raise WireError unless this (kind, edge, sender) is allowed and tensors fit the specs."""
+        kind = Kind(kind)
+
+        def fail(reason: str) -> WireError:
+            return WireError(reason, sender, edge, step, kind.value)
+
+        senders = self._rules.get((kind, edge))
+        if senders is None:
+            raise fail(f"unexpected {kind.value} on edge {edge!r}")
+        if sender not in senders:
+            allowed = ", ".join(repr(s) for s in sorted(senders))
+            raise fail(f"unexpected sender {sender!r} for {kind.value} on edge {edge!r} (expected {allowed})")
+        specs = senders[sender]
+        if specs is None:
+            return
+        if len(tensors) != len(specs):
+            raise fail(f"got {len(tensors)} tensors, expected {len(specs)}")
+        for i, ((dtype, shape), spec) in enumerate(zip(tensors, specs)):
+            if dtype != spec.dtype:
+                raise fail(
+                    f"tensor {i} has dtype {_DTYPE_NAMES.get(dtype, dtype)}, "
+                    f"expected {_DTYPE_NAMES.get(spec.dtype, spec.dtype)}"
+                )
+            if not spec.matches(dtype, shape):
+                raise fail(f"tensor {i} has shape {_fmt_shape(shape)}, expected {_fmt_shape(spec.shape)}")
+
+    def check_message(self, msg: Message) -> None:
+        """`check` for an already-built Message (e.g. before sending)."""
+        self.check(msg.kind, msg.sender, msg.edge, msg.step, [(t.dtype, tuple(t.shape)) for t in msg.tensors])
+
+
+def _tensor_frame(t: torch.Tensor) -> bytes | memoryview:
+    """Raw bytes of t; moves/copies only when needed; big frames stay views for zero-copy sends."""
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.requires_grad:
+        t = t.detach()
+    view = _NUMPY_VIEW.get(t.dtype)
+    arr = (t.view(view) if view is not None else t).reshape(-1).numpy()  # 1-D, shares storage
+    mv = memoryview(arr).cast("B")
+    return mv if mv.nbytes >= ZERO_COPY_MIN_BYTES else mv.tobytes()
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Frames for `msg`: [JSON header, tensor 0 bytes, ...]. Large frames alias the tensors' memory,
+    so do not modify a sent CPU tensor in place until the send completed."""
+    specs = []
+    for t in msg.tensors:
+        name = _DTYPE_NAMES.get(t.dtype)
+        if name is None:
+            kind = Kind(msg.kind).value
+            raise WireError(f"unsupported dtype {t.dtype}", msg.sender, msg.edge, msg.step, kind)
+        specs.append({"dtype": name, "shape": list(t.shape)})
+    header = {
+        "v": WIRE_VERSION,
+        "kind": Kind(msg.kind).value,
+        "sender": msg.sender,
+        "edge": msg.edge,
+        "step": msg.step,
+        "tensors": specs,
+        "meta": msg.meta,
+    }
+    frames: list[bytes | memoryview] = [json.dumps(header, separators=(",", ":")).encode()]
+    frames.extend(_tensor_frame(t) for t in msg.tensors)
+    return frames
+
+
+def _buffer(frame: Any) -> memoryview:
+    """A byte view of a frame whose `.obj` keeps the frame alive (zmq.Frame, bytes or memoryview)."""
+    buf = getattr(frame, "buffer", None)  # zmq.Frame
+    mv = buf if isinstance(buf, memoryview) else memoryview(frame)
+    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _tensor_from(mv: memoryview, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
+    if mv.nbytes == 0:  # frombuffer refuses empty buffers
+        return torch.empty(shape, dtype=dtype)
+    if mv.readonly:  # e.g. bytes: torch warns that the view is writable; we document it as read-only
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.frombuffer(mv, dtype=dtype)
+    else:
+        t = torch.frombuffer(mv, dtype=dtype)
+    return t.view(shape)  # the tensor holds a reference to mv, which holds the frame
+
+
+def _parse_header(raw: Any) -> dict[str, Any]:
+    try:
+        header = json.loads(bytes(_buffer(raw)))
+    except (ValueError, TypeError) as e:
+        raise WireError(f"header is not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise WireError(f"header is a JSON {type(header).__name__}, expected an object")
+    return header
+
+
+def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message:
+    """Validate and decode frames (bytes, memoryview or zmq.Frame) into a Message; WireError otherwise."""
+    if len(frames) == 0:
+        raise WireError("no frames")
+    h = _parse_header(frames[0])
+    sender = h.get("sender") if isinstance(h.get("sender"), str) else "?"
+    edge = h.get("edge") if isinstance(h.get("edge"), str) else "?"
+    step = h.get("step") if _is_int(h.get("step")) else "?"
+    kind_name = h.get("kind") if isinstance(h.get("kind"), str) and h.get("kind") in _KINDS else None
+
+    def fail(reason: str) -> WireError:
+        return WireError(reason, sender, edge, step, kind_name)
+
+    missing = [f for f in _HEADER_FIELDS if f not in h]
+    if missing:
+        raise fail(f"header misses field(s) {', '.join(missing)}")
+    if not _is_int(h["v"]) or h["v"] != WIRE_VERSION:
+        raise fail(f"unsupported wire version {h['v']!r}")
+    for name, ok, want in (
+        ("kind", isinstance(h["kind"], str), "a string"),
+        ("sender", isinstance(h["sender"], str), "a string"),
+        ("edge", isinstance(h["edge"], str), "a string"),
+        ("step", _is_int(h["step"]), "an integer"),
+        ("tensors", isinstance(h["tensors"], list), "a list"),
+        ("meta", isinstance(h["meta"], dict), "an object"),
+    ):
+        if not ok:
+            raise fail(f"field {name!r} is {type(h[name]).__name__}, expected {want}")
+    if kind_name is None:
+        raise fail(f"unknown kind {h['kind']!r}")
+    if h["step"] < -1:
+        raise fail(f"step {h['step']} is below -1")
+    specs: list[tuple[torch.dtype, list[int]]] = []
+    for i, spec in enumerate(h["tensors"]):
+        if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
+            raise fail(f"tensor {i} spec must be an object with a string dtype")
+        dtype = _DTYPES.get(spec["dtype"])
+        if dtype is None:
+            raise fail(f"tensor {i} has unsupported dtype {spec['dtype']!r}")
+        shape = spec.get("shape")
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise fail(f"tensor {i} shape must be a list of non-negative integers, got {shape!r}")
+        specs.append((dtype, shape))
+    if len(frames) != 1 + len(specs):
+        raise fail(f"header announces {len(specs)} tensor frame(s), got {len(frames) - 1}")
+    if expect is not None:
+        expect.check(_KINDS[kind_name], sender, edge, step, specs)
+    tensors = []
+    for i, ((dtype, shape), frame) in enumerate(zip(specs, frames[1:])):
+        mv = _buffer(frame)
+        want = math.prod(shape) * dtype.itemsize
+        if mv.nbytes != want:
+            raise fail(
+                f"tensor {i} frame has {mv.nbytes} bytes, expected {want} for "
+                f"{_DTYPE_NAMES[dtype]} {_fmt_shape(shape)}"
+            )
+        tensors.append(_tensor_from(mv, dtype, shape))
+    return Message(_KINDS[kind_name], sender, edge, step, tensors, h["meta"])

@@ -1,0 +1,86 @@
+"""Run one recipe: check it, make the run folder, start the supervisor with a progress display, summarise."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from agents import InprocLauncher, LocalLauncher, Supervisor
+
+from .plots import learning_curves
+from .progress import RunProgress
+from .recipe import RecipeError, apply_overrides, check_common, read_recipe
+from .records import RunRecords, new_run_dir
+from .systems import build_graph, node_specs
+
+
+def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
+            launcher: str | None = None) -> tuple[dict[str, Any], Any]:
+    """Read, override and check a recipe completely; nothing is started. Returns (recipe, plan)."""
+    recipe = apply_overrides(read_recipe(recipe_path), list(overrides or []))
+    if launcher:
+        recipe.setdefault("run", {})["launcher"] = launcher
+    recipe = check_common(recipe)
+    if not recipe["run"]["name"]:
+        recipe["run"]["name"] = Path(recipe_path).stem
+    kind = recipe["run"]["kind"]
+    if kind == "feedforward":
+        return recipe, build_graph(recipe)
+    if kind == "recurrent":
+        from .recurrent_system import check_recurrent
+
+        return recipe, check_recurrent(recipe)
+    if kind == "multiscale":
+        from .multiscale_system import check_multiscale
+
+        return recipe, check_multiscale(recipe)
+    raise RecipeError(f"run.kind: {kind!r} is not supported")
+
+
+def _specs(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
+    kind = recipe["run"]["kind"]
+    if kind == "feedforward":
+        return node_specs(recipe, plan, str(run_dir))
+    if kind == "recurrent":
+        from .recurrent_system import recurrent_specs
+
+        return recurrent_specs(recipe, plan, str(run_dir))
+    from .multiscale_system import multiscale_specs
+
+    return multiscale_specs(recipe, plan, str(run_dir))
+
+
+def make_launcher(recipe: dict[str, Any], ctx: zmq.Context):  # noqa: ANN201 - a Launcher
+    run = recipe["run"]
+    if run["launcher"] == "inproc":
+        return InprocLauncher(ctx)
+    if run["launcher"] == "ray":
+        from agents.ray_launcher import RayLauncher  # optional extra
+
+        return RayLauncher(address=run["address"] or None)
+    return LocalLauncher(transport=run["transport"])
+
+
+def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, recipe_path: str | None = None,
+            progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Run a prepared recipe to the end; returns the run folder and its summary."""
+    run_dir = new_run_dir(recipe["run"]["name"], out)
+    records = RunRecords(run_dir, recipe, recipe_path)
+    specs = _specs(recipe, plan, run_dir)
+    ctx = zmq.Context()
+    launcher = make_launcher(recipe, ctx)
+    supervisor_kwargs = getattr(launcher, "supervisor_kwargs", dict)()
+    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
+    with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar:
+        records.listeners.append(bar)
+        outcome = supervisor.run()
+    summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})
+    try:
+        learning_curves(run_dir)
+    except Exception as err:  # noqa: BLE001 - a plot must never lose a run
+        print(f"warning: could not draw learning curves: {err}")
+    ctx.destroy(linger=0)
+    return run_dir, summary

@@ -1,0 +1,162 @@
+"""The run folder: resolved recipe, metadata, per-agent metrics (JSON lines), evaluations and summary.
+
+Everything is written as it arrives, so a run that fails or is stopped keeps its records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+COMPLETED = "completed"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("dnilab", "torch", "pyzmq", "gymnasium", "numpy", "ray"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def new_run_dir(name: str, out: str | Path | None = None) -> Path:
+    """``out`` if given, else a fresh ``out/<time>-<name>`` folder (``out/`` is git-ignored)."""
+    if out is not None:
+        path = Path(out)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("out") / f"{stamp}-{name}"
+        i = 1
+        while path.exists():
+            path = Path("out") / f"{stamp}-{name}-{i}"
+            i += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """TOML has no null: drop None values when writing the resolved recipe."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunRecords:
+    """Writes one run folder; implements the supervisor's Recorder protocol."""
+
+    def __init__(self, path: Path, recipe: dict[str, Any], recipe_path: str | None = None) -> None:
+        self.path = path
+        (path / "metrics").mkdir(parents=True, exist_ok=True)
+        (path / "recipe.toml").write_text(tomli_w.dumps(_clean(recipe)))
+        self.t0 = time.monotonic()
+        self.meta: dict[str, Any] = {"name": recipe["run"].get("name", ""), "recipe": recipe_path,
+                                     "started": _now(), "ended": None, "git_commit": git_commit(),
+                                     "host": socket.gethostname(), "versions": versions(), "agents": {}}
+        self.evals: list[dict[str, Any]] = []
+        self.final_eval: dict[str, Any] = {}
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.done_stats: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, str] = {}
+        self.listeners: list = []
+        self._files: dict[str, Any] = {}
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        _atomic_json(self.path / "meta.json", self.meta)
+
+    def _append(self, stream: str, row: dict[str, Any]) -> None:
+        f = self._files.get(stream)
+        if f is None:
+            f = self._files[stream] = open(self.path / "metrics" / f"{stream}.jsonl", "a")  # noqa: SIM115
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+    def record(self, sender: str, verb: str, step: int, meta: dict[str, Any]) -> None:
+        values = {k: v for k, v in meta.items() if k != "verb"}
+        elapsed = time.monotonic() - self.t0
+        if verb == "ready":
+            self.meta["agents"][sender] = {k: values.get(k) for k in ("pid", "host", "device", "node_ip")
+                                           if values.get(k) is not None}
+            self._write_meta()
+        elif verb == "metrics":
+            row = {"step": step, "time": elapsed, **values}
+            self.latest[sender] = row
+            self._append(sender, row)
+        elif verb == "eval":
+            row = {"agent": sender, "step": step, "time": elapsed, **values}
+            self.evals.append(row)
+            self._append("eval", row)
+            if values.get("final"):
+                self.final_eval = {k: v for k, v in values.items() if k not in ("final", "round", "at")}
+        elif verb == "done":
+            self.done_stats[sender] = values
+        elif verb == "error":
+            self.errors[sender] = values.get("traceback", "")
+        for listener in self.listeners:
+            listener(sender, verb, step, values)
+
+    def finish(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> dict:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        self.meta["ended"] = _now()
+        self.meta["wall_s"] = round(time.monotonic() - self.t0, 3)
+        self._write_meta()
+        summary = {"status": status, "name": self.meta["name"], "eval": self.final_eval,
+                   "wall_s": self.meta["wall_s"], "agents": self.done_stats, **(extra or {})}
+        if error:
+            summary["error"] = error
+        _atomic_json(self.path / "summary.json", summary)
+        return summary
+
+
+def _atomic_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves at most one partial line
+    return rows

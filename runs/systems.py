@@ -1,0 +1,136 @@
+"""Turn a checked feed-forward recipe into a resolved graph and the node specs the supervisor starts.
+
+``[model]`` tables expand into one agent per layer, so ``--set model.depth=6`` changes the depth:
+
+- ``fcn``: ``depth`` layers counted as the paper counts them: ``depth - 1`` hidden layers
+  (Linear -> BatchNorm -> ReLU, ``hidden`` units), then the linear classifier; one agent per layer.
+- ``cnn``: one conv agent per entry of ``channels`` (5x5 conv -> BN -> ReLU -> 2x2 max-pool), then the
+  linear classifier; ``depth`` = ``len(channels) + 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, pick_device, resolve, threads_per_agent
+from environments import make
+
+from .recipe import RecipeError, check_agent_table, check_edge_table
+
+FACTORY_AGENT = "agents:FeedForwardAgent"
+FACTORY_ENV = "agents:EnvNode"
+
+
+def expand_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[list[dict], list[dict]]:
+    """Agents and edges (as recipe tables) for a ``[model]`` shorthand."""
+    kind = model.get("kind", "fcn")
+    classes = model.get("classes", 10)
+    if kind == "fcn":
+        depth, hidden = model.get("depth", 4), model.get("hidden", 256)
+        if depth < 2:
+            raise RecipeError(f"model.depth: an FCN needs at least 2 layers, got {depth}")
+        width = 1
+        for d in input_shape:
+            width *= d
+        agents = [{"name": f"l{i}", "module": {"type": "linear", "in": width if i == 1 else hidden, "out": hidden}}
+                  for i in range(1, depth)]
+        agents.append({"name": "head", "module": {"type": "head", "in": hidden, "classes": classes}})
+    elif kind == "cnn":
+        channels = model.get("channels", [32, 64])
+        if "depth" in model and model["depth"] != len(channels) + 1:
+            raise RecipeError(f"model.depth: a cnn's depth is len(channels) + 1 = {len(channels) + 1}")
+        if len(input_shape) != 3:
+            raise RecipeError(f"model.kind: 'cnn' needs image inputs [C,H,W], the env gives {list(input_shape)}"
+                              " (set env.kwargs.flatten = false)")
+        c, h, w = input_shape
+        agents = []
+        for i, out in enumerate(channels, start=1):
+            agents.append({"name": f"c{i}", "module": {"type": "conv", "in_channels": c, "out_channels": out}})
+            c, h, w = out, h // 2, w // 2
+        agents.append({"name": "head", "module": {"type": "head", "in": c * h * w, "classes": classes}})
+    else:
+        raise RecipeError(f"model.kind: expected 'fcn' or 'cnn', got {kind!r}")
+    names = [ENV] + [a["name"] for a in agents]
+    edges = [{"from": a, "to": b} for a, b in zip(names[:-1], names[1:])]
+    return agents, edges
+
+
+def env_input_shape(recipe: dict[str, Any]) -> tuple[int, ...]:
+    """Make the environment once (it checks its own kwargs) to learn the per-sample input shape."""
+    env_cfg = recipe["env"]
+    try:
+        env = make(env_cfg["id"], **env_cfg.get("kwargs", {}))
+    except RecipeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure here is a recipe problem
+        raise RecipeError(f"env: cannot make {env_cfg['id']!r} with kwargs {env_cfg.get('kwargs', {})}: "
+                          f"{type(err).__name__}: {err}") from None
+    shape = tuple(env.observation_space.shape[1:])
+    env.close()
+    return shape
+
+
+def build_graph(recipe: dict[str, Any]) -> Graph:
+    """The resolved graph of a feed-forward recipe (raises RecipeError naming the key)."""
+    input_shape = env_input_shape(recipe)
+    if "model" in recipe:
+        agents, edges = expand_model(recipe["model"], input_shape)
+        if "agents" in recipe or "edges" in recipe:
+            raise RecipeError("model: give either [model] or explicit [[agents]]/[[edges]], not both")
+    else:
+        agents, edges = copy.deepcopy(recipe.get("agents", [])), copy.deepcopy(recipe.get("edges", []))
+        if not agents:
+            raise RecipeError("agents: no agents (add [model] or [[agents]])")
+    defaults = recipe.get("defaults", {})
+    agent_defaults, edge_defaults = defaults.get("agent", {}), defaults.get("edge", {})
+    check_agent_table(agent_defaults, "defaults.agent")
+    check_edge_table(edge_defaults, "defaults.edge")
+    overrides = recipe.get("overrides", {})
+    names = {a.get("name") for a in agents}
+    for name in overrides:
+        if name not in names:
+            raise RecipeError(f"overrides.{name}: no such agent (agents: {sorted(names)})")
+    run = recipe["run"]
+    specs = []
+    for i, table in enumerate(agents):
+        where = f"agents[{i}]" if "model" not in recipe else f"agents.{table['name']}"
+        merged = {**agent_defaults, **table, **overrides.get(table.get("name"), {})}
+        check_agent_table(merged, where)
+        if "name" not in merged or "module" not in merged:
+            raise RecipeError(f"{where}: needs 'name' and 'module'")
+        device = merged.pop("device", run["device"])
+        merged["device"] = pick_device(i, device)
+        specs.append(AgentSpec(**merged))
+    edge_specs = []
+    for i, table in enumerate(edges):
+        where = f"edges[{i}]"
+        merged = {**(edge_defaults if table.get("from") != ENV else {}), **table}
+        check_edge_table(merged, where)
+        if "from" not in merged or "to" not in merged:
+            raise RecipeError(f"{where}: needs 'from' and 'to'")
+        edge_specs.append(EdgeSpec(sender=merged.pop("from"), receiver=merged.pop("to"), **merged))
+    classes = recipe.get("model", {}).get("classes", 10)
+    graph = Graph(specs, edge_specs, input_shape, classes)
+    try:
+        return resolve(graph)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+
+
+def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeSpec]:
+    """One NodeSpec per agent plus the environment node."""
+    run, env_cfg = recipe["run"], recipe["env"]
+    threads = threads_per_agent(len(graph.agents) + 1)
+    specs = [NodeSpec(ENV, FACTORY_ENV, dict(
+        graph=graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
+        eval_kwargs=env_cfg.get("eval", {"split": "test"}), steps=run["steps"], seconds=float(run["seconds"]),
+        seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
+        metrics_every=run["metrics_every"]), required=True)]
+    for i, agent in enumerate(graph.agents):
+        specs.append(NodeSpec(agent.name, FACTORY_AGENT, dict(
+            spec=agent, graph=graph, seed=run["seed"] * 1000 + i, run_dir=run_dir, window=run["window"],
+            capacity=run["capacity"], metrics_every=run["metrics_every"]),
+            device=agent.device, threads=threads, required=agent.head,
+            num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
+    return specs

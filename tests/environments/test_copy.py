@@ -1,0 +1,98 @@
+"""Copy / Repeat Copy envs: layout, protocol, curriculum hooks, bits per sequence."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from environments.copy import Copy, RepeatCopy, bits_per_sequence
+from environments.recurrent_envs import IDS
+
+
+def _episode(env) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bool]]:
+    obs, info = env.reset(seed=3)
+    xs, ys, ms, terms = [obs], [info["target"]], [info["mask"]], [False]
+    while not terms[-1]:
+        obs, r, term, trunc, info = env.step(None)
+        assert r == 0.0 and not trunc
+        xs.append(obs)
+        ys.append(info["target"])
+        ms.append(info["mask"])
+        terms.append(term)
+    return np.stack(xs), np.stack(ys), np.stack(ms), terms
+
+
+@pytest.mark.parametrize("env", [Copy(batch_size=3, length=4), RepeatCopy(batch_size=2, length=2, repeats=3)])
+def test_check_env(env) -> None:
+    check_env(env, skip_render_check=True)
+
+
+def test_copy_layout() -> None:
+    env = Copy(batch_size=5, length=4, bits=8)
+    xs, ys, ms, terms = _episode(env)
+    n = 4
+    assert xs.shape == (2 * n + 1, 5, 9) and ys.shape == (2 * n + 1, 5, 8) and xs.dtype == np.float32
+    assert terms == [False] * (2 * n) + [True]
+    np.testing.assert_array_equal(xs[n + 1 :], 0)  # no input while answering
+    np.testing.assert_array_equal(xs[:n, :, 8], 0)
+    np.testing.assert_array_equal(xs[n, :, :8], 0)
+    np.testing.assert_array_equal(xs[n, :, 8], 1)  # delimiter
+    np.testing.assert_array_equal(ys[n + 1 :], xs[:n, :, :8])  # copy
+    assert ms.dtype == bool and ms.shape == (2 * n + 1, 5)
+    np.testing.assert_array_equal(ms[:, 0], [False] * (n + 1) + [True] * n)
+    with pytest.raises(RuntimeError):
+        env.step(None)
+
+
+def test_repeat_copy_layout() -> None:
+    env = RepeatCopy(batch_size=2, length=3, repeats=2, bits=4, repeat_norm=10.0)
+    xs, ys, ms, terms = _episode(env)
+    n, r = 3, 2
+    total = n + 1 + n * r + 1
+    assert xs.shape == (total, 2, 6) and ys.shape == (total, 2, 5) and len(terms) == total
+    assert xs[n, 0, 4] == 1 and xs[n, 0, 5] == pytest.approx(0.2)
+    seq = xs[:n, :, :4]
+    np.testing.assert_array_equal(ys[n + 1 : n + 1 + n], seq)
+    np.testing.assert_array_equal(ys[n + 1 + n : n + 1 + 2 * n], seq)
+    np.testing.assert_array_equal(ys[:-1, :, 4], 0)
+    np.testing.assert_array_equal(ys[-1], [[0, 0, 0, 0, 1]] * 2)  # end marker only
+    np.testing.assert_array_equal(ms[:, 1], [False] * (n + 1) + [True] * (n * r + 1))
+    assert env.output_steps() == n * r + 1
+
+
+def test_length_settable_between_episodes_and_reproducible() -> None:
+    env = Copy(batch_size=2, length=2)
+    env.set_length(5)
+    assert env.length == 5
+    assert _episode(env)[0].shape[0] == 11
+    obs, _ = env.reset(options={"length": 3})
+    assert env.episode_length == 7
+    rep = RepeatCopy(batch_size=2)
+    rep.reset(options={"length": 2, "repeats": 4})
+    assert rep.episode_length == 2 + 1 + 8 + 1
+    a, b = _episode(Copy(batch_size=2, length=3)), _episode(Copy(batch_size=2, length=3))
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(ValueError, match="length"):
+        env.set_length(0)
+
+
+def test_bits_per_sequence_known_values() -> None:
+    t, b, n = 5, 3, 8
+    mask = np.zeros((t, b), bool)
+    mask[2:] = True
+    tgt = np.random.default_rng(0).integers(0, 2, (t, b, n)).astype(np.float32)
+    assert bits_per_sequence(np.zeros((t, b, n)), tgt, mask) == pytest.approx(3 * 8)  # 1 bit per bit
+    perfect = np.where(tgt > 0, 30.0, -30.0)
+    assert bits_per_sequence(perfect, tgt, mask) < 1e-9
+    wrong = -perfect
+    assert bits_per_sequence(wrong, tgt, mask) == pytest.approx(3 * 8 * 30 / np.log(2), rel=1e-6)
+
+
+def test_registered_ids_make() -> None:
+    assert set(IDS) >= {"dnilab/Copy-v0", "dnilab/RepeatCopy-v0"}
+    env = gym.make("dnilab/RepeatCopy-v0", batch_size=2, length=2, repeats=2)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (2, 10) and info["target"].shape == (2, 9)
+    env.unwrapped.set_length(3)
