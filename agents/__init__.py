@@ -5,7 +5,8 @@ Public API (import from ``agents`` only):
 - topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``.
-- nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``Node`` (base).
+- nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
+  (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``), ``Node`` (base).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``threads_per_agent``.
 """
@@ -19,6 +20,8 @@ from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .node import Node, NodeRuntime, Wiring
 from .optim import build_optimizer
 from .process import NodeSpec
+from .recurrent import RecurrentConfig, run_recurrent, validate_recurrent
+from .recurrent_node import RecurrentNode
 from .supervisor import Outcome, Recorder, Supervisor
 
 __all__ = [
@@ -41,11 +44,15 @@ __all__ = [
     "NodeSpec",
     "Outcome",
     "Recorder",
+    "RecurrentConfig",
+    "RecurrentNode",
     "Supervisor",
     "Wiring",
     "build_module",
     "build_optimizer",
     "pick_device",
     "resolve",
+    "run_recurrent",
     "threads_per_agent",
+    "validate_recurrent",
 ]

@@ -20,11 +20,12 @@ class Launcher(Protocol):
     """What the supervisor needs from a placement backend."""
 
     transport: str   # endpoint scheme the nodes use: inproc, ipc or tcp
+    heartbeats: bool  # whether nodes send heartbeats (separate processes) that the supervisor must watch
 
     def start(self, spec: NodeSpec, wiring: Wiring) -> None: ...
     def exitcodes(self) -> dict[str, int | None]: ...   # None while alive
     def describe(self, name: str) -> dict: ...           # pid / host for the records
-    def pump(self) -> None: ...                            # give cooperative nodes a turn (no-op elsewhere)
+    def pump(self) -> bool: ...                            # give cooperative nodes a turn; True if any worked
     def shutdown(self, timeout_s: float) -> None: ...     # join, then kill what is left
 
 
@@ -32,6 +33,7 @@ class LocalLauncher:
     """One spawned process per node on this machine (``multiprocessing`` spawn context)."""
 
     transport = "ipc"
+    heartbeats = True
 
     def __init__(self, transport: str = "ipc") -> None:
         self.transport = transport
@@ -50,8 +52,8 @@ class LocalLauncher:
     def describe(self, name: str) -> dict:
         return {"pid": self.procs[name].pid}
 
-    def pump(self) -> None:
-        pass
+    def pump(self) -> bool:
+        return False
 
     def shutdown(self, timeout_s: float) -> None:
         for p in self.procs.values():
@@ -69,6 +71,7 @@ class InprocLauncher:
     """
 
     transport = "inproc"
+    heartbeats = False  # the nodes run in the supervisor's own thread
 
     def __init__(self, ctx: zmq.Context) -> None:
         self.ctx = ctx
@@ -93,7 +96,8 @@ class InprocLauncher:
     def describe(self, name: str) -> dict:
         return {"pid": os.getpid(), "inproc": True}
 
-    def pump(self) -> None:
+    def pump(self) -> bool:
+        busy = False
         for name, node in self.nodes.items():
             if self.codes[name] is not None:
                 continue
@@ -102,7 +106,7 @@ class InprocLauncher:
                 if name not in self.started:
                     self._try_start(name, node, rt)
                 else:
-                    pump(node, 0)
+                    busy |= pump(node, 0)
             except Stop:
                 rt.tell("done", **node.on_stop())
                 self.codes[name] = 0
@@ -111,6 +115,7 @@ class InprocLauncher:
 
                 rt.tell("error", traceback=traceback.format_exc())
                 self.codes[name] = 1
+        return busy
 
     def _try_start(self, name: str, node: Node, rt: NodeRuntime) -> None:
         for msg in rt.inbox.recv_all():

@@ -15,7 +15,7 @@ import zmq
 
 from interfaces import Expectations, Inbox, Kind, Message, Outlet, make_endpoint
 
-from .launchers import Launcher
+from .launchers import InprocLauncher, Launcher
 from .node import SUPERVISOR, Wiring
 from .process import NodeSpec
 
@@ -94,7 +94,9 @@ class Supervisor:
 
     def _receive(self, control: Inbox, timeout_ms: int) -> None:
         """Handle what nodes say; raise RunFailed when one fails."""
-        self.launcher.pump()
+        busy = self.launcher.pump()
+        if isinstance(self.launcher, InprocLauncher):
+            timeout_ms = 0 if busy else 1  # the nodes run in this thread: never sleep while they have work
         msg = control.recv(timeout_ms)
         while msg is not None:
             self._handle(msg)
@@ -126,7 +128,7 @@ class Supervisor:
                 where = self.launcher.describe(name)
                 raise RunFailed(f"agent {name!r} ({where}) exited with code {code} before the run ended")
             seen = self.last_seen.get(name)
-            if seen is not None and now - seen > self.heartbeat_timeout_s:
+            if self.launcher.heartbeats and seen is not None and now - seen > self.heartbeat_timeout_s:
                 where = self.launcher.describe(name)
                 raise RunFailed(f"agent {name!r} ({where}) sent no heartbeat for {now - seen:.1f} s")
 

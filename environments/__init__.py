@@ -9,6 +9,10 @@ Public API (import from ``environments`` only; the modules are private):
   50k/10k/10k. ``fetch_mnist(root=None) -> Path``: make sure the ``mnist.npz`` cache exists.
 - ``MnistStream`` ("dnilab/MNIST-v0"): labelled MNIST batches; ``info["target"]`` holds the labels.
 - ``DigitStream`` ("dnilab/DigitStream-v0"): parallel digit streams with a target every k steps.
+- ``Copy`` / ``RepeatCopy`` ("dnilab/Copy-v0", "dnilab/RepeatCopy-v0"): the NTM copy tasks, one time step
+  per env step; ``bits_per_sequence`` scores them.
+- ``CharLM`` ("dnilab/CharLM-v0"): character language modelling over Shakespeare (offline default) or
+  Penn Treebank; ``load_corpus``, ``load_shakespeare``, ``load_ptb_chars``, ``bits_per_char``.
 
 Supervised streams: ``reset(seed=...) -> (obs, info)``, obs = input batch float32 ``[B, ...]``,
 ``info["target"]`` = int64 ``[B]``; ``step(action)`` returns the next batch the same way (action =
@@ -21,13 +25,24 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from .charlm import CharLM
+from .copy import Copy, RepeatCopy, bits_per_sequence
 from .data import DataUnavailable, data_dir
 from .digits import DigitStream
 from .mnist import MnistStream, fetch_mnist, load_mnist
 from .registry import make
+from .text import bits_per_char, load_corpus, load_ptb_chars, load_shakespeare
 
 __all__ = [
+    "CharLM",
+    "Copy",
     "DataUnavailable",
+    "RepeatCopy",
+    "bits_per_char",
+    "bits_per_sequence",
+    "load_corpus",
+    "load_ptb_chars",
+    "load_shakespeare",
     "DigitStream",
     "MnistStream",
     "data_dir",
@@ -40,6 +55,9 @@ __all__ = [
 _IDS = {
     "dnilab/MNIST-v0": "environments.mnist:MnistStream",
     "dnilab/DigitStream-v0": "environments.digits:DigitStream",
+    "dnilab/Copy-v0": "environments.copy:Copy",
+    "dnilab/RepeatCopy-v0": "environments.copy:RepeatCopy",
+    "dnilab/CharLM-v0": "environments.charlm:CharLM",
 }
 
 for _id, _entry in _IDS.items():

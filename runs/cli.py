@@ -95,7 +95,7 @@ def data(dataset: str) -> None:
         if dataset in ("mnist", "all"):
             click.echo(f"mnist: {environments.fetch_mnist()}")
         if dataset in ("shakespeare", "all"):
-            click.echo(f"shakespeare: {environments.fetch_shakespeare()}")
+            click.echo(f"shakespeare: {len(environments.load_shakespeare()):,} characters cached")
     except environments.DataUnavailable as err:
         raise click.ClickException(str(err)) from None
 

@@ -30,7 +30,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 SCHEMA: dict[str, dict[str, Any]] = {
     "run": {"name": str, "kind": str, "steps": int, "seconds": (int, float), "seed": int,
             "eval_every": int, "launcher": str, "transport": str, "device": str, "window": int,
-            "capacity": int, "metrics_every": int, "address": str, "description": str},
+            "capacity": int, "metrics_every": int, "address": str, "description": str,
+            "log_every": int, "eval_chars": int},  # the last two: recurrent recipes only
     "env": {"id": str, "kwargs": dict, "eval": dict},
     "model": {"kind": str, "depth": int, "hidden": int, "channels": list, "classes": int},
     "defaults": {"agent": dict, "edge": dict},

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import environments.recurrent_envs  # noqa: F401  (registers dnilab/Copy-v0 etc.)
+import environments  # noqa: F401  (registers dnilab/Copy-v0 etc.)
 from agents.curriculum import Curriculum, CurriculumConfig
 from agents.recurrent import (
     RecurrentConfig,
@@ -33,7 +33,7 @@ class LinearRNN(nn.Module):
         self.hidden = hidden
 
     def init_state(self, batch: int, device: object = "cpu") -> tuple[Tensor]:
-        return (torch.zeros(batch, self.hidden, dtype=torch.float64),)
+        return (torch.zeros(batch, self.hidden, dtype=self.W.dtype),)
 
     def forward(self, x: Tensor, state: tuple[Tensor]) -> tuple[Tensor, tuple[Tensor]]:
         h, outs = state[0], []
@@ -262,3 +262,19 @@ def test_run_recurrent_char_lm_tiny() -> None:
     assert set(out) == {"valid_bpc", "test_bpc"}
     assert all(math.isfinite(v) and 0 < v < 10 for v in out.values())
     assert any("valid_bpc" in m for _, m in reports) and any("test_bpc" in m for _, m in reports)
+
+
+def test_shipped_recurrent_recipes_validate() -> None:
+    import tomllib
+    from pathlib import Path
+
+    runs = Path(__file__).resolve().parents[2] / "runs"
+    names = [
+        f"{task}-t{t}-{m}"
+        for task in ("copy", "repeatcopy")
+        for t in (2, 3, 4, 5)
+        for m in ("bptt", "dni", "dni-aux")
+    ] + ["charlm-t8-bptt", "charlm-t8-dni", "charlm-t40-bptt"]
+    for name in names:
+        with open(runs / f"{name}.toml", "rb") as f:
+            validate_recurrent(tomllib.load(f))

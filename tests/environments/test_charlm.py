@@ -10,7 +10,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from environments.charlm import CharLM
-from environments.recurrent_envs import register
 from environments.text import (
     Vocab,
     bits_per_char,
@@ -117,7 +116,6 @@ def test_train_split_truncates_and_restarts() -> None:
 
 def test_check_env_and_registry() -> None:
     check_env(CharLM(batch_size=3, text=_tiny_text()), skip_render_check=True)
-    register()
     env = gym.make("dnilab/CharLM-v0", batch_size=2, split="test", text=_tiny_text())
     obs, info = env.reset(seed=0)
     assert obs.shape == (2,) and info["target"].shape == (2,)

@@ -8,7 +8,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from environments.copy import Copy, RepeatCopy, bits_per_sequence
-from environments.recurrent_envs import IDS
 
 
 def _episode(env) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bool]]:
@@ -54,8 +53,8 @@ def test_repeat_copy_layout() -> None:
     assert xs.shape == (total, 2, 6) and ys.shape == (total, 2, 5) and len(terms) == total
     assert xs[n, 0, 4] == 1 and xs[n, 0, 5] == pytest.approx(0.2)
     seq = xs[:n, :, :4]
-    np.testing.assert_array_equal(ys[n + 1 : n + 1 + n], seq)
-    np.testing.assert_array_equal(ys[n + 1 + n : n + 1 + 2 * n], seq)
+    np.testing.assert_array_equal(ys[n + 1 : n + 1 + n, :, :4], seq)
+    np.testing.assert_array_equal(ys[n + 1 + n : n + 1 + 2 * n, :, :4], seq)
     np.testing.assert_array_equal(ys[:-1, :, 4], 0)
     np.testing.assert_array_equal(ys[-1], [[0, 0, 0, 0, 1]] * 2)  # end marker only
     np.testing.assert_array_equal(ms[:, 1], [False] * (n + 1) + [True] * (n * r + 1))
@@ -91,7 +90,7 @@ def test_bits_per_sequence_known_values() -> None:
 
 
 def test_registered_ids_make() -> None:
-    assert set(IDS) >= {"dnilab/Copy-v0", "dnilab/RepeatCopy-v0"}
+    assert {"dnilab/Copy-v0", "dnilab/RepeatCopy-v0", "dnilab/CharLM-v0"} <= set(gym.registry)
     env = gym.make("dnilab/RepeatCopy-v0", batch_size=2, length=2, repeats=2)
     obs, info = env.reset(seed=0)
     assert obs.shape == (2, 10) and info["target"].shape == (2, 9)

@@ -5,6 +5,15 @@ import torch.nn.functional as F
 from interfaces import Synthesizer, SyntheticGradient, SyntheticInput
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: intra-op threads only add contention (and stalls on a loaded machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_shapes_and_zero_init():
     torch.manual_seed(0)
     x = torch.randn(8, 20)

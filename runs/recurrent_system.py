@@ -1,0 +1,30 @@
+"""Recurrent recipes (``run.kind = "recurrent"``): one LSTM agent process on a sequence environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import NodeSpec, pick_device, validate_recurrent
+
+from .recipe import RecipeError
+
+FACTORY = "agents:RecurrentNode"
+
+
+def check_recurrent(recipe: dict[str, Any]) -> None:
+    """Reject a bad recurrent recipe, naming the key, before anything starts."""
+    body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
+    extra = sorted(set(recipe) - set(body) - {"paper"})
+    if extra:
+        raise RecipeError(f"{extra[0]}: not a section of a recurrent recipe")
+    try:
+        validate_recurrent(body)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+
+
+def recurrent_specs(recipe: dict[str, Any], plan: None, run_dir: str) -> list[NodeSpec]:
+    device = pick_device(0, recipe["run"]["device"])
+    body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
+    return [NodeSpec("recurrent", FACTORY, {"recipe": body, "device": device}, device=device, threads=1,
+                     required=True, num_gpus=1.0 if device.startswith("cuda") else 0.0)]
