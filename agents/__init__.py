@@ -6,9 +6,12 @@ Public API (import from ``agents`` only):
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``.
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
-  (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``), ``Node`` (base).
+  (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``), ``Node`` (base),
+  ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
+  ``solve_hidden``).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
-  ``pick_device``, ``threads_per_agent``.
+  ``pick_device``, ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs). ``RayLauncher`` lives in
+  ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
@@ -17,11 +20,13 @@ from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
 from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve
 from .launchers import InprocLauncher, Launcher, LocalLauncher
+from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import build_optimizer
 from .process import NodeSpec
 from .recurrent import RecurrentConfig, run_recurrent, validate_recurrent
 from .recurrent_node import RecurrentNode
+from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
 
 __all__ = [
@@ -47,12 +52,18 @@ __all__ = [
     "RecurrentConfig",
     "RecurrentNode",
     "Supervisor",
+    "TickSchedule",
+    "TickingAgent",
+    "TickingCore",
     "Wiring",
     "build_module",
     "build_optimizer",
+    "curve_wiring",
+    "level_macs",
     "pick_device",
     "resolve",
     "run_recurrent",
+    "solve_hidden",
     "threads_per_agent",
     "validate_recurrent",
 ]

@@ -75,6 +75,7 @@ class EnvNode(Node):
         self.round = 0
         self.done = False
         self.obs: Any = None
+        self.truncated = False
         self.info: dict[str, Any] = {}
         self.t_start = time.monotonic()
         self.t_report = self.t_start
@@ -115,9 +116,13 @@ class EnvNode(Node):
     def _next_batch(self) -> tuple[Any, dict[str, Any]]:
         if self.obs is None:
             return self.env.reset(seed=self.seed)
+        if self.truncated:  # the previous batch ended a truncated episode (and was served): start the next
+            self.truncated = False
+            return self.env.reset()
         obs, _, terminated, truncated, info = self.env.step(None)
-        if terminated or truncated:
+        if terminated:
             obs, info = self.env.reset()
+        self.truncated = bool(truncated and not terminated)  # gymnasium: a truncated step's obs is valid
         return obs, info
 
     def _send_batch(self) -> None:
@@ -146,7 +151,10 @@ class EnvNode(Node):
         while True:
             batches.append((_tensor(obs).float(), _tensor(info["target"]).long()))
             obs, _, terminated, truncated, info = self.eval_env.step(None)
-            if terminated or truncated:
+            if terminated:
+                break
+            if truncated:  # its obs is still valid: the episode's last batch
+                batches.append((_tensor(obs).float(), _tensor(info["target"]).long()))
                 break
         for k, (x, y) in enumerate(batches):
             meta = {"phase": "eval", "round": self.round, "last": k == len(batches) - 1, "at": self.step,

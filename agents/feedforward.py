@@ -139,6 +139,7 @@ class FeedForwardAgent(Node):
         self.inputs = StepBuffer(self.capacity)    # x from the environment
         self.acts = StepBuffer(self.capacity)      # real activations from the sender
         self.labels = StepBuffer(self.capacity)
+        self.si_pairs = StepBuffer(self.capacity)  # real h waiting to train I (newest first)
         self.eval_store: dict[tuple[str, int], torch.Tensor] = {}
         self.eval_meta: dict[int, dict[str, Any]] = {}
         self.eval_next = 0
@@ -166,14 +167,14 @@ class FeedForwardAgent(Node):
             return
         if msg.kind is Kind.INPUT:
             self.inputs.put(msg.step, msg.tensors[0])
+            if self.si is not None:
+                self.si.remember(msg.step, msg.tensors[0])
         elif msg.kind is Kind.LABEL:
             self.labels.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.ACT:
-            if self.si is not None and msg.step <= self.last_step:
-                stats = self.si.learn(msg.step, msg.tensors[0].to(self.device))
-                if stats:
-                    self.means.add(stats, f"{self.in_edge.name}/")
-            else:
+            if self.si is not None:  # I learns from the real h that arrive, used or not (see _learn_si)
+                self.si_pairs.put(msg.step, msg.tensors[0])
+            if msg.step > self.last_step:
                 self.acts.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.TARGET:
             self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
@@ -201,15 +202,26 @@ class FeedForwardAgent(Node):
             return True
         step = self._next_step()
         if step is None:
-            return False
+            return self._learn_si()  # idle: spend the time on the synthetic input model
         t0 = time.monotonic()
         self._train_step(step)
+        self._learn_si()
         elapsed = time.monotonic() - t0
         self.busy_s += elapsed
         if self.spec.slowdown > 1.0:
             self.idle((self.spec.slowdown - 1.0) * elapsed)
         if self.steps_done % self.metrics_every == 0:
             self._report()
+        return True
+
+    def _learn_si(self) -> bool:
+        """Train I on the newest (x, real h) pair: one per tick, so a fast sender cannot swamp this agent."""
+        if self.si is None or not len(self.si_pairs):
+            return False
+        step = max(self.si_pairs.steps())
+        stats = self.si.learn(step, self.si_pairs.pop(step).to(self.device))
+        if stats:
+            self.means.add(stats, f"{self.in_edge.name}/")
         return True
 
     def idle(self, seconds: float) -> None:
@@ -237,19 +249,17 @@ class FeedForwardAgent(Node):
                  and (not self.needs_labels or s in self.labels)]
         if not ready:
             return None
-        return max(ready) if self.synthetic_in else min(ready)
+        if not self.synthetic_in:
+            return min(ready)  # forward-locked: every step, in order
+        # forward-unlocked: never wait; take the newest step whose real h is here, else the newest through I(x)
+        real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
+        return max(real) if real else max(ready)
 
     def _train_step(self, step: int) -> None:
         if self.synthetic_in:
             x_env = self.inputs.pop(step).to(self.device)
-            x_synth = self.si.predict(step, x_env)
             real = self.acts.pop(step)
-            if real is not None:
-                real = real.to(self.device)
-                stats = self.si.learn(step, real)
-                if stats:
-                    self.means.add(stats, f"{self.in_edge.name}/")
-            x = real if real is not None else x_synth
+            x = real.to(self.device) if real is not None else self.si.predict(step, x_env)
             self.means.add({"real_input": float(real is not None)})
         else:
             x = self._driver().pop(step).to(self.device)
@@ -386,6 +396,7 @@ class FeedForwardAgent(Node):
     def counters(self) -> dict[str, float]:
         out: dict[str, float] = {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
                                  "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
+                                 "stored": len(self.inputs) + len(self.acts) + len(self.labels),
                                  "wall_s": time.monotonic() - self.t_start}
         for name, sg in self.sg.items():
             out[f"{name}/sg_dropped"] = sg.dropped
@@ -410,4 +421,5 @@ class FeedForwardAgent(Node):
 
     def on_stop(self) -> dict[str, Any]:
         self.save_checkpoint()
+        self._report()  # a last metrics row, so even a slow agent's records are never empty
         return self.counters()

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .blocks import build_module, is_head
+from .optim import build_optimizer
 
 BACKWARD_MODES = ("backprop", "dni", "cdni", "none")
 FORWARD_MODES = ("real", "synthetic")
@@ -27,6 +28,7 @@ class EdgeSpec:
     forward: str = "real"
     synthesizer: dict[str, Any] = field(default_factory=dict)        # M: hidden, lr, capacity, scale
     input_synthesizer: dict[str, Any] = field(default_factory=dict)  # I: hidden, lr, capacity
+    prefer_real: bool = True   # synthetic forward: use a real h that already arrived (False: always I(x))
 
     @property
     def name(self) -> str:
@@ -48,6 +50,7 @@ class AgentSpec:
     update_prob: float = 1.0
     slowdown: float = 1.0
     stage_ms: float = 0.0      # simulated device time per forward and per backward (benchmarks)
+    factory: str = "agents:FeedForwardAgent"  # the node class, "package.module:Class" (plug in your own)
     device: str = "cpu"
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
@@ -142,6 +145,10 @@ def resolve(graph: Graph) -> Graph:
         except RuntimeError as err:
             raise ValueError(f"agents.{name}.module: does not accept input of shape {list(spec.in_shape)} "
                              f"(from {graph.in_edge(name).sender!r}): {err}") from None
+        try:
+            build_optimizer(spec.optimizer, module.parameters())
+        except ValueError as err:
+            raise ValueError(f"agents.{name}.{err}") from None
         spec.out_shape = tuple(out.shape[1:])
         spec.head = is_head(module)
         shapes[name] = spec.out_shape

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 
@@ -14,10 +14,16 @@ from interfaces import Kind
 
 from .node import SUPERVISOR, Node, NodeRuntime, Stop, Wiring, pump
 from .process import NodeSpec, build_node, process_main
+from .security import curve_wiring
 
 
 class Launcher(Protocol):
-    """What the supervisor needs from a placement backend."""
+    """What the supervisor needs from a placement backend.
+
+    Optional extras, looked up with ``getattr``: ``host`` (the address tcp endpoints bind on, default
+    127.0.0.1), ``place(specs)`` (reserve resources for every node at once, before any starts; raises
+    ``RunFailed``) and ``supervisor_kwargs(names)`` (extra ``Supervisor`` arguments, e.g. CURVE wiring).
+    """
 
     transport: str   # endpoint scheme the nodes use: inproc, ipc or tcp
     heartbeats: bool  # whether nodes send heartbeats (separate processes) that the supervisor must watch
@@ -35,10 +41,15 @@ class LocalLauncher:
     transport = "ipc"
     heartbeats = True
 
-    def __init__(self, transport: str = "ipc") -> None:
+    def __init__(self, transport: str = "ipc", keys: str | None = None) -> None:
         self.transport = transport
+        self.keys = keys  # CURVE key directory for tcp (None: fresh keys per run)
         self.mp = mp.get_context("spawn")
         self.procs: dict[str, mp.process.BaseProcess] = {}
+
+    def supervisor_kwargs(self, names: list[str]) -> dict[str, Any]:
+        """Extra Supervisor arguments: over tcp, CURVE keys for every node and the supervisor."""
+        return {"wiring_extra": curve_wiring(names, self.keys)} if self.transport == "tcp" else {}
 
     def start(self, spec: NodeSpec, wiring: Wiring) -> None:
         proc = self.mp.Process(target=process_main, args=(spec, wiring, os.getpid()), name=f"dnilab-{spec.name}",

@@ -54,16 +54,26 @@ class Supervisor:
         self.complete: set[str] = set()
         self.done: set[str] = set()
         self.endpoints: dict[str, str] = {}
+        self.lost: set[str] = set()  # nodes silent past the heartbeat timeout: not waited for at stop
 
     def _wiring(self, name: str, supervisor_endpoint: str) -> Wiring:
-        inbox = make_endpoint(self.launcher.transport, self.run_id, name)
+        inbox = make_endpoint(self.launcher.transport, self.run_id, name, getattr(self.launcher, "host", "127.0.0.1"))
         return Wiring(self.run_id, name, inbox, supervisor_endpoint, **self.wiring_extra.get(name, {}))
 
     def run(self) -> Outcome:
+        place = getattr(self.launcher, "place", None)  # optional: reserve resources for all nodes at once (Ray)
+        if place is not None:
+            try:
+                place(self.specs)
+            except RunFailed as err:
+                self.launcher.shutdown(0)
+                return Outcome("failed", str(err))
         expect = Expectations()
         for spec in self.specs:
             expect.allow(Kind.CONTROL, "", spec.name)
-        control = Inbox(self.ctx, make_endpoint(self.launcher.transport, self.run_id, SUPERVISOR),
+        # tcp: bind where the nodes can reach us (launcher.host, e.g. this machine's Ray node address)
+        host = getattr(self.launcher, "host", "127.0.0.1")
+        control = Inbox(self.ctx, make_endpoint(self.launcher.transport, self.run_id, SUPERVISOR, host),
                         expect=expect, curve=self.wiring_extra.get(SUPERVISOR, {}).get("curve_server"))
         outlets: dict[str, Outlet] = {}
         outcome = Outcome("failed", "internal error")
@@ -129,6 +139,7 @@ class Supervisor:
                 raise RunFailed(f"agent {name!r} ({where}) exited with code {code} before the run ended")
             seen = self.last_seen.get(name)
             if self.launcher.heartbeats and seen is not None and now - seen > self.heartbeat_timeout_s:
+                self.lost.add(name)
                 where = self.launcher.describe(name)
                 raise RunFailed(f"agent {name!r} ({where}) sent no heartbeat for {now - seen:.1f} s")
 
@@ -152,15 +163,17 @@ class Supervisor:
         for outlet in outlets.values():
             outlet.send(self._control("stop"), block=False)
         deadline = time.monotonic() + 20
-        alive = {n for n, c in self.launcher.exitcodes().items() if c is None}
+        alive = {n for n, c in self.launcher.exitcodes().items() if c is None} - self.lost
         while alive - self.done and time.monotonic() < deadline:
             try:
                 self.launcher.pump()
                 msg = control.recv(50)
-                if msg is not None and msg.meta.get("verb") in ("done", "error"):
+                verb = msg.meta.get("verb") if msg is not None else None
+                if verb in ("done", "error"):
                     self.done.add(msg.sender)
-                    self.recorder.record(msg.sender, msg.meta["verb"], msg.step, msg.meta)
+                if verb not in (None, "heartbeat"):
+                    self.recorder.record(msg.sender, verb, msg.step, msg.meta)
             except Exception:  # noqa: BLE001 - shutting down: a bad message must not stop the clean-up
                 pass
-            alive = {n for n, c in self.launcher.exitcodes().items() if c is None}
+            alive = {n for n, c in self.launcher.exitcodes().items() if c is None} - self.lost
         self.launcher.shutdown(5)

@@ -47,6 +47,11 @@ class SyntheticInput:
         with torch.no_grad():
             return run_module(self.module, xs).to(x.device)
 
+    def remember(self, step: int, x: Tensor) -> None:
+        """Keep x for ``step`` so I can learn from the real h even if the receiver never computes on it."""
+        xs = x.detach().to(self.device)
+        self.buffer.put(step, xs if xs.is_floating_point() else xs.float())
+
     def learn(self, step: int, real_h: Tensor) -> dict[str, float] | None:
         """Train I on the real h [B, *out_shape] for `step`; None if that step is unknown."""
         xs = self.buffer.pop(step)

@@ -201,7 +201,7 @@ class Inbox:
             self.close()
             raise
 
-    def _decode(self, frames: list[zmq.Frame]) -> Message:
+    def _decode(self, frames: list[bytes | zmq.Frame]) -> Message:
         try:
             return decode(frames, self.expect)
         except WireError:
@@ -213,12 +213,21 @@ class Inbox:
             err, self._pending = self._pending, None
             raise err
 
+    def _recv_frames(self, flags: int = 0) -> list[bytes | zmq.Frame]:
+        """One multipart message: the small header frame as bytes (cheaper than a Frame object, and it is
+        parsed at once), tensor frames as zero-copy Frames that the decoded tensors keep alive."""
+        sock = self._sock
+        frames: list[bytes | zmq.Frame] = [sock.recv(flags)]
+        while sock.rcvmore:
+            frames.append(sock.recv(copy=False))
+        return frames
+
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """Next message, or None after `timeout_ms` (None = wait forever); WireError on bad input."""
         self._raise_pending()
         if timeout_ms is not None and not self._sock.poll(timeout_ms, zmq.POLLIN):
             return None
-        return self._decode(self._sock.recv_multipart(copy=False))
+        return self._decode(self._recv_frames())
 
     def recv_all(self, limit: int = 10_000) -> list[Message]:
         """Drain up to `limit` queued messages without waiting. A bad message stops the drain: it is
@@ -227,7 +236,7 @@ class Inbox:
         out: list[Message] = []
         while len(out) < limit:
             try:
-                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                frames = self._recv_frames(zmq.NOBLOCK)
             except zmq.Again:
                 break
             try:

@@ -100,6 +100,20 @@ def data(dataset: str) -> None:
         raise click.ClickException(str(err)) from None
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def compose(run_dir: str) -> None:
+    """Evaluate RUN_DIR's agents composed into one network from their checkpoints (no synthesizers)."""
+    from .compose import evaluate_composed
+
+    try:
+        result = evaluate_composed(run_dir)
+    except (RecipeError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"composed network from checkpoints: test_error = {result['test_error']:.2f} % "
+               f"on {result['examples']} examples")
+
+
 @main.command(name="recipes")
 def list_recipes() -> None:
     """List the recipes shipped in runs/."""

@@ -24,6 +24,13 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
     if launcher:
         recipe.setdefault("run", {})["launcher"] = launcher
     recipe = check_common(recipe)
+    if recipe["run"]["launcher"] == "ray":  # an optional extra: say how to install it before anything starts
+        from agents.ray_launcher import RayUnavailable, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailable as err:
+            raise RecipeError(f"run.launcher: {err}") from None
     if not recipe["run"]["name"]:
         recipe["run"]["name"] = Path(recipe_path).stem
     kind = recipe["run"]["kind"]
@@ -60,8 +67,8 @@ def make_launcher(recipe: dict[str, Any], ctx: zmq.Context):  # noqa: ANN201 - a
     if run["launcher"] == "ray":
         from agents.ray_launcher import RayLauncher  # optional extra
 
-        return RayLauncher(address=run["address"] or None)
-    return LocalLauncher(transport=run["transport"])
+        return RayLauncher(address=run["address"] or None, keys=run.get("keys") or None)
+    return LocalLauncher(transport=run["transport"], keys=run.get("keys") or None)
 
 
 def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, recipe_path: str | None = None,
@@ -72,7 +79,8 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     specs = _specs(recipe, plan, run_dir)
     ctx = zmq.Context()
     launcher = make_launcher(recipe, ctx)
-    supervisor_kwargs = getattr(launcher, "supervisor_kwargs", dict)()
+    extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
+    supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
     supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
     with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar:
         records.listeners.append(bar)

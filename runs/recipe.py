@@ -41,9 +41,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "paper": dict,
 }
 AGENT_KEYS = {"name": str, "module": dict, "optimizer": dict, "update_prob": (int, float),
-              "slowdown": (int, float), "stage_ms": (int, float), "device": str}
+              "slowdown": (int, float), "stage_ms": (int, float), "device": str, "factory": str}
 EDGE_KEYS = {"from": str, "to": str, "backward": str, "forward": str, "synthesizer": dict,
-             "input_synthesizer": dict}
+             "input_synthesizer": dict, "prefer_real": bool}
 SYNTH_KEYS = {"hidden": list, "lr": (int, float), "capacity": int, "scale": (int, float)}
 
 

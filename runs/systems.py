@@ -18,7 +18,6 @@ from environments import make
 
 from .recipe import RecipeError, check_agent_table, check_edge_table
 
-FACTORY_AGENT = "agents:FeedForwardAgent"
 FACTORY_ENV = "agents:EnvNode"
 
 
@@ -128,7 +127,7 @@ def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeS
         seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
         metrics_every=run["metrics_every"]), required=True)]
     for i, agent in enumerate(graph.agents):
-        specs.append(NodeSpec(agent.name, FACTORY_AGENT, dict(
+        specs.append(NodeSpec(agent.name, agent.factory, dict(
             spec=agent, graph=graph, seed=run["seed"] * 1000 + i, run_dir=run_dir, window=run["window"],
             capacity=run["capacity"], metrics_every=run["metrics_every"]),
             device=agent.device, threads=threads, required=agent.head,

@@ -1,0 +1,556 @@
+"""Hierarchical multi-timescale controllers: recurrent agents that tick at different rates (DNI, Sect. 3.3).
+
+Why: a fast core that ticks every environment step feeds a slow core that ticks every ``p`` steps. With
+a ``backprop`` edge the fast core must hold its window's graph and wait for the slow core's true
+gradient before it can update (update-locked); with a ``dni``/``cdni`` edge it applies its synthetic
+gradient M(out[, y]) at once and never waits, and the slow core sends back the bootstrapped target
+δ = dL/d(input at its tick) that trains M later.
+
+Schedule (``TickSchedule``): level ``i`` has period ``p_i`` (``p_0 = 1``, each period divides the next)
+and ticks at environment steps ``s`` with ``s % p_i == p_i - 1``. A level below the top has a TBPTT
+window of ``p_{i+1} / p_i`` of its own ticks that ends at one of the next level's ticks, where it emits
+``act(out, s)``; the next level receives exactly one act per own tick, keyed by ``s``, and rejects any
+other step. The top level (a head) has a window of ``window`` own ticks and the task loss at each tick.
+Episodes have ``episode_length`` steps (a multiple of every window), so ``t = s % episode_length`` and
+every state starts at zero when ``t == 0``.
+
+One window of a level (state (h, c): [B, H]; B streams):
+
+1. each tick: ``x`` = encoder(env input [B, 784]) or the lower level's act [B, D_in] (a leaf that
+   requires grad when targets go back), concatenated with a one-hot of the tick's phase in the window
+   (so a core whose state carries across windows knows where its outputs fall); ``(h, c) = LSTM(x, (h, c))``;
+2. window end: the head backpropagates the sum of its ticks' cross-entropies; a lower level computes
+   ``out = W h`` [B, D_out], sends it, and backpropagates ``<out, M(out[, y])>`` (dni/cdni, at once) or
+   ``<out, δ>`` once the true δ comes back (backprop: windows wait, bounded by one group of the upper
+   level's truncation, and the update happens when the whole group is resolved);
+3. after its backward, every level sends ``δ_s = dL/dx_s`` for each tick s of the window to the level
+   below (the target for that level's M, or its true gradient).
+
+Evaluation runs the composed system on real inputs: the chain of real outputs, no synthesizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from interfaces import Expectations, Kind, Message, StepBuffer, SyntheticGradient, TensorSpec, WireError
+
+from .feedforward import RunningMeans
+from .graph import ENV, AgentSpec, EdgeSpec, Graph
+from .node import SUPERVISOR, Node, Stop
+from .optim import build_optimizer
+
+__all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "solve_hidden"]
+
+State = tuple[Tensor, Tensor]  # (h, c), each [B, H]
+
+
+@dataclass(frozen=True)
+class TickSchedule:
+    """When a chain of levels ticks. ``periods[i]`` = ticks of level i every that many env steps."""
+
+    periods: tuple[int, ...]
+    episode_length: int
+    top_window: int = 1  # TBPTT window of the top level, in its own ticks
+
+    def __post_init__(self) -> None:
+        p = self.periods
+        if len(p) < 1 or p[0] != 1:
+            raise ValueError(f"periods: the first level reads the environment every step (period 1), got {p}")
+        for a, b in zip(p[:-1], p[1:]):
+            if b <= a or b % a:
+                raise ValueError(f"periods: each period must be a larger multiple of the previous one, got {p}")
+        if self.top_window < 1:
+            raise ValueError(f"top_window: must be >= 1, got {self.top_window}")
+        span = p[-1] * self.top_window
+        if self.episode_length % span:
+            raise ValueError(f"episode_length {self.episode_length} must be a multiple of the top level's "
+                             f"period x window = {span}")
+
+    def is_tick(self, level: int, step: int) -> bool:
+        p = self.periods[level]
+        return step % p == p - 1
+
+    def ticks(self, level: int, start: int, stop: int) -> list[int]:
+        """Steps in [start, stop) at which ``level`` ticks."""
+        return [s for s in range(start, stop) if self.is_tick(level, s)]
+
+    def window(self, level: int) -> int:
+        """TBPTT window of ``level`` in its own ticks: one period of the next level (or top_window)."""
+        if level == len(self.periods) - 1:
+            return self.top_window
+        return self.periods[level + 1] // self.periods[level]
+
+    def group(self, level: int, backward: list[str]) -> int:
+        """Env steps whose windows a ``backprop`` sender at ``level`` may hold before it must update.
+
+        The receiver sends its δs once its own window is done (or, if it waits itself, once its group
+        is done), so the sender holds every window of that span; ``backward[i]`` is the mode of the
+        edge out of level i.
+        """
+        up = level + 1
+        span = self.window(up) * self.periods[up]
+        if up < len(self.periods) - 1 and backward[up] == "backprop":
+            return max(span, self.group(up, backward))
+        return span
+
+
+def level_macs(in_dim: int, hidden: int, out_dim: int, encoder: int = 0, phases: int = 1) -> int:
+    """Multiply-adds per sample per tick of one level (encoder + LSTM cell + readout)."""
+    core_in = (encoder or in_dim) + (phases if phases > 1 else 0)
+    return in_dim * encoder + 4 * hidden * (core_in + hidden) + hidden * out_dim
+
+
+def solve_hidden(target_macs: float, in_dim: int, out_dim: int, phases: int = 1) -> int:
+    """The hidden size whose per-tick compute (``level_macs``) is closest to ``target_macs``."""
+    core_in = in_dim + (phases if phases > 1 else 0)
+    # 4H^2 + (4 core_in + out) H - target = 0
+    b = 4 * core_in + out_dim
+    h = (-b + math.sqrt(b * b + 16 * target_macs)) / 8
+    return max(1, round(h))
+
+
+class TickingCore(nn.Module):
+    """Encoder (optional) -> LSTM cell -> linear readout (the output projection, or class logits)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, encoder: int = 0, phases: int = 1) -> None:
+        super().__init__()
+        self.phases = phases
+        self.hidden = hidden
+        self.encoder: nn.Module = nn.Sequential(nn.Linear(in_dim, encoder), nn.ReLU()) if encoder else nn.Identity()
+        core_in = (encoder or in_dim) + (phases if phases > 1 else 0)
+        self.cell = nn.LSTMCell(core_in, hidden)
+        self.readout = nn.Linear(hidden, out_dim)
+
+    def zero_state(self, batch: int, device: torch.device) -> State:
+        z = torch.zeros(batch, self.hidden, device=device)
+        return z, z.clone()
+
+    def step(self, x: Tensor, phase: int, state: State) -> State:
+        """One tick: x [B, in_dim] -> new (h, c) [B, H]."""
+        e = self.encoder(x.flatten(1))
+        if self.phases > 1:
+            clock = torch.zeros(e.shape[0], self.phases, device=e.device)
+            clock[:, phase] = 1.0
+            e = torch.cat([e, clock], 1)
+        h, c = self.cell(e, state)
+        return h, c
+
+
+@dataclass
+class Window:
+    """One TBPTT window in progress (or waiting for its true gradient)."""
+
+    start: int                                     # env step of its first tick
+    inputs: list[tuple[int, Tensor]] = field(default_factory=list)   # (step, x leaf) per tick
+    loss: Tensor | None = None                     # head: sum of the ticks' CE
+    out_step: int = -1
+    out: Tensor | None = None                      # [B, D_out], graph-attached (backprop: kept)
+
+
+class TickingAgent(Node):
+    """One level of a multi-timescale chain, in its own process; see the module docstring."""
+
+    def __init__(self, spec: AgentSpec, graph: Graph, level: int, schedule: TickSchedule, classes: int,
+                 group: int = 0, seed: int = 0, run_dir: str | None = None, window: int = 4,
+                 capacity: int = 32, metrics_every: int = 50) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.graph = graph
+        self.level = level
+        self.schedule = schedule
+        self.period = schedule.periods[level]
+        self.n = schedule.window(level)              # own ticks per TBPTT window
+        self.classes = classes
+        self.group = group                           # env steps a backprop sender may hold (0: not one)
+        self.in_edge: EdgeSpec = graph.in_edge(spec.name)
+        outs = graph.out_edges(spec.name)
+        self.out_edge: EdgeSpec | None = outs[0] if outs else None
+        self.head = spec.head
+        self.credit = window
+        self.capacity = capacity
+        self.metrics_every = metrics_every
+        self.seed = seed
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.device = torch.device(spec.device)
+        self.mode = self.out_edge.backward if self.out_edge else "head"
+        self.needs_labels = self.head or self.mode == "cdni"
+        self.send_back = self.in_edge.sends_targets
+        m = spec.module
+        self.flush = bool(m.get("flush", True))
+        self.clip = float(m.get("clip", 0.0))
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        expect = Expectations()
+        f32 = torch.float32
+        feed = self.in_edge.sender
+        kind = Kind.INPUT if feed == ENV else Kind.ACT
+        expect.allow(kind, self.in_edge.name, feed, [TensorSpec(f32, (None, *self.spec.in_shape))])
+        if self.needs_labels:
+            expect.allow(Kind.LABEL, f"{ENV}->{self.name}", ENV, [TensorSpec(torch.int64, (None,))])
+        if self.out_edge is not None:
+            if self.out_edge.sends_targets:
+                expect.allow(Kind.TARGET, self.out_edge.name, self.out_edge.receiver,
+                             [TensorSpec(f32, (None, *self.spec.out_shape))])
+            expect.allow(Kind.CONTROL, self.out_edge.name, self.out_edge.receiver)  # credits (acks)
+        return expect
+
+    def peers(self) -> list[str]:
+        names = [self.in_edge.sender]  # acks (and targets) go back
+        if self.out_edge is not None:
+            names.append(self.out_edge.receiver)
+        return sorted(set(names))
+
+    def start(self, rt) -> None:  # noqa: ANN001 - NodeRuntime
+        super().start(rt)
+        torch.manual_seed(self.seed)
+        m = self.spec.module
+        in_dim = int(math.prod(self.spec.in_shape))
+        out_dim = self.classes if self.head else int(math.prod(self.spec.out_shape))
+        phases = self.n if not self.head else 1
+        self.core = TickingCore(in_dim, int(m["hidden"]), out_dim, int(m.get("encoder", 0)), phases).to(self.device)
+        self.optimizer = build_optimizer(self.spec.optimizer, self.core.parameters())
+        self.sg: SyntheticGradient | None = None
+        self.sg_state = False
+        if self.mode in ("dni", "cdni"):
+            cfg = dict(self.out_edge.synthesizer)
+            self.sg_state = cfg.get("context") == "state"
+            context_dim = (self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
+            self.sg = SyntheticGradient(self.spec.out_shape, hidden=tuple(cfg.get("hidden", ())),
+                                        context_dim=context_dim,
+                                        lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
+                                        device=self.device, scale=cfg.get("scale", 1.0))
+        self.inputs = StepBuffer(self.capacity)   # train inputs or acts, keyed by step
+        self.labels = StepBuffer(self.capacity)   # only at the steps that need one
+        self.targets: dict[int, Tensor] = {}      # backprop: true δ waiting for a safe point
+        self.pending: deque[Window] = deque()     # backprop: windows waiting for their δ
+        self.win: Window | None = None
+        self.state: State | None = None
+        self.last_in = -1                         # newest train step received (order check)
+        self.last_step = -1                       # newest train step ticked
+        self.inflight = 0
+        self.eval_inputs: deque[tuple[int, Tensor, dict[str, Any]]] = deque()
+        self.eval_labels: dict[tuple[Any, int], Tensor] = {}   # (round, step) -> labels [B]
+        self.eval_round_in: Any = None
+        self.eval_state: State | None = None
+        self.eval_last_in = -1
+        self.eval_correct = 0
+        self.eval_total = 0
+        self.eval_loss = 0.0
+        self.eval_s = 0.0
+        self.eval_t0: float | None = None
+        self.ticks = 0
+        self.updates = 0
+        self.max_lead = 0                         # most own steps ticked ahead of the newest δ received
+        self.last_target = -1
+        self.means = RunningMeans()
+        self.t_start = time.monotonic()
+        self.t_last_report = self.t_start
+        self.ticks_at_last_report = 0
+        self.busy_s = 0.0
+
+    # -- schedule helpers -------------------------------------------------------------------------
+    def _tick_index(self, step: int) -> int:
+        """This level's tick index within the episode (0, 1, ...)."""
+        return (step % self.schedule.episode_length) // self.period
+
+    def _is_out_tick(self, step: int) -> bool:
+        """Whether ``step`` ends one of this level's windows (a lower level emits there)."""
+        return self._tick_index(step) % self.n == self.n - 1
+
+    def _reject(self, msg: Message, reason: str) -> WireError:
+        return WireError(reason, msg.sender, msg.edge, msg.step, msg.kind.value)
+
+    # -- receiving --------------------------------------------------------------------------------
+    def on_message(self, msg: Message) -> None:
+        eval_phase = msg.meta.get("phase", "train") == "eval"
+        if msg.kind in (Kind.INPUT, Kind.ACT):
+            if not self.schedule.is_tick(self.level, msg.step):
+                raise self._reject(msg, f"step {msg.step} is not a tick of {self.name!r} (period {self.period}:"
+                                        f" ticks at s % {self.period} == {self.period - 1})")
+            if eval_phase and msg.meta.get("round") != self.eval_round_in:
+                self.eval_round_in, self.eval_last_in = msg.meta.get("round"), -1  # a new pass starts at 0
+            last = self.eval_last_in if eval_phase else self.last_in
+            if msg.step <= last:
+                raise self._reject(msg, f"step {msg.step} arrived after step {last} (duplicate or out of order)")
+            if eval_phase:
+                self.eval_last_in = msg.step
+                if self.eval_t0 is None:
+                    self.eval_t0 = time.monotonic()
+                self.eval_inputs.append((msg.step, msg.tensors[0], dict(msg.meta)))
+            else:
+                self.last_in = msg.step
+                self.inputs.put(msg.step, msg.tensors[0])
+        elif msg.kind is Kind.LABEL:
+            wanted = self.schedule.is_tick(self.level, msg.step) and (self.head or self._is_out_tick(msg.step))
+            if not wanted:
+                return  # labels only matter at the head's ticks and at a cDNI sender's output ticks
+            if eval_phase:
+                self.eval_labels[(msg.meta.get("round"), msg.step)] = msg.tensors[0]
+            else:
+                self.labels.put(msg.step, msg.tensors[0])
+        elif msg.kind is Kind.TARGET:
+            if not self._is_out_tick(msg.step) or not self.schedule.is_tick(self.level, msg.step):
+                raise self._reject(msg, f"step {msg.step} is not an output tick of {self.name!r}")
+            self.last_target = max(self.last_target, msg.step)
+            if self.sg is not None:
+                stats = self.sg.learn(msg.step, msg.tensors[0].to(self.device))
+                if stats:
+                    self.means.add(stats, "sg/")
+            else:
+                self.targets[msg.step] = msg.tensors[0].to(self.device)  # resolved at a safe point in work()
+        elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
+            self.inflight -= 1
+
+    # -- working ----------------------------------------------------------------------------------
+    def work(self) -> bool:
+        if self._resolve_targets():
+            return True
+        if self._eval_ready():
+            self._eval_tick()
+            return True
+        step = self._next_step()
+        if step is None:
+            return False
+        t0 = time.monotonic()
+        self._tick(step)
+        elapsed = time.monotonic() - t0
+        self.busy_s += elapsed
+        if self.spec.slowdown > 1.0:
+            self.idle((self.spec.slowdown - 1.0) * elapsed)
+        if self.ticks % self.metrics_every == 0:
+            self._report()
+        return True
+
+    def idle(self, seconds: float) -> None:
+        """Wait while still filing arriving messages, so a slow agent never lets its peers' queues grow."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.rt.inbox.recv(max(1, int(left * 1000)))
+            if msg is None:
+                continue
+            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
+                if msg.meta.get("verb") == "stop":
+                    raise Stop()
+                continue
+            self.on_message(msg)
+
+    def _simulate_device(self, ticks: int = 1) -> None:
+        if self.spec.stage_ms > 0:
+            self.idle(ticks * self.spec.stage_ms / 1000.0)
+
+    def _next_step(self) -> int | None:
+        steps = self.inputs.steps()
+        if not steps:
+            return None
+        s = steps[0]
+        expected = self.last_step + self.period if self.last_step >= 0 else self.period - 1
+        if s != expected:
+            raise RuntimeError(f"{self.name}: got step {s} but the next of its ticks is {expected} (an act was lost)")
+        if self.out_edge is not None and self.out_edge.forward == "real" and self.inflight >= self.credit:
+            return None  # the next level has not consumed enough: bounded acts in flight
+        if self.pending and self._tick_index(s) % self.n == 0:
+            if s // self.group != self.pending[0].start // self.group:
+                return None  # update-locked: the held windows must get their true gradient first
+        if self.needs_labels and (self.head or self._is_out_tick(s)) and s not in self.labels:
+            return None
+        return s
+
+    def _tick(self, s: int) -> None:
+        x = self.inputs.pop(s).to(self.device)
+        self._ack(s)
+        idx = self._tick_index(s)
+        phase = idx % self.n
+        if idx == 0 or self.state is None:
+            self.state = self.core.zero_state(x.shape[0], self.device)
+        if phase == 0:
+            self.state = (self.state[0].detach(), self.state[1].detach())
+            self.win = Window(start=s)
+        win = self.win
+        x = x.detach().clone().requires_grad_(self.send_back)
+        self.core.train()
+        self._simulate_device()
+        self.state = self.core.step(x, phase, self.state)
+        win.inputs.append((s, x))
+        self.ticks += 1
+        self.last_step = s
+        if self.head:
+            y = self.labels.pop(s).to(self.device)
+            if bool((y < 0).any()):
+                raise RuntimeError(f"{self.name}: the environment gives no target at step {s}, one of this "
+                                   f"head's ticks: its period ({self.period}) must equal the env's k")
+            logits = self.core.readout(self.state[0])  # [B, classes]
+            loss = F.cross_entropy(logits, y)
+            win.loss = loss if win.loss is None else win.loss + loss
+            self.means.add({"loss": loss.item(),
+                            "train_accuracy": (logits.argmax(1) == y).float().mean().item() * 100})
+        if phase != self.n - 1:
+            return
+        self.win = None
+        if self.head:
+            self._simulate_device(self.n)
+            win.loss.backward()
+            self._update()
+            self._send_targets(win)
+        else:
+            out = self.core.readout(self.state[0])  # [B, D_out]
+            self._send_act(s, out.detach())
+            win.out_step, win.out = s, out
+            if self.mode in ("dni", "cdni"):
+                parts = []
+                if self.mode == "cdni":
+                    parts.append(F.one_hot(self.labels.pop(s).to(self.device), self.classes).float())
+                if self.sg_state:  # M(out, h): the sender's whole state, not only what it sends
+                    parts.append(self.state[0].detach())
+                g = self.sg.predict(s, out.detach(), torch.cat(parts, 1) if parts else None)
+                self._simulate_device(self.n)
+                (out * g).sum().backward()
+                self._update()
+                self._send_targets(win)
+            elif self.mode == "backprop":
+                self.pending.append(win)
+            else:  # 'none': the receiver sends nothing back; the readout never learns
+                self._send_targets(win)
+        if self.flush:
+            self.state = None
+        if self.out_edge is not None and self.out_edge.sends_targets:
+            self.max_lead = max(self.max_lead, s - self.last_target)  # steps ticked past the newest δ
+
+    def _resolve_targets(self) -> bool:
+        """Backprop: backward each held window whose true δ came; update once none is held."""
+        did = False
+        while self.pending and self.pending[0].out_step in self.targets:
+            win = self.pending.popleft()
+            delta = self.targets.pop(win.out_step)
+            self._simulate_device(self.n)
+            win.out.backward(delta)
+            self._send_targets(win)
+            did = True
+            if not self.pending:
+                self._update()
+        for s in [s for s in self.targets if not any(w.out_step == s for w in self.pending)]:
+            raise RuntimeError(f"{self.name}: true gradient for step {s}, which no held window emitted")
+        return did
+
+    def _update(self) -> None:
+        if self.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+
+    def _send_act(self, s: int, out: Tensor) -> None:
+        self.inflight += 1
+        self.rt.send(self.out_edge.receiver, Message(Kind.ACT, self.name, self.out_edge.name, s, [out]))
+
+    def _send_targets(self, win: Window) -> None:
+        if not self.send_back:
+            return
+        for s, x in win.inputs:
+            grad = x.grad if x.grad is not None else torch.zeros_like(x)
+            self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, s,
+                                                      [grad.detach()]))
+
+    def _ack(self, step: int) -> None:
+        self.rt.send(self.in_edge.sender, Message(Kind.CONTROL, self.name, self.in_edge.name, step, [],
+                                                  {"verb": "ack"}))
+
+    # -- evaluation of the composed system --------------------------------------------------------
+    def _eval_ready(self) -> bool:
+        if not self.eval_inputs:
+            return False
+        k, _, meta = self.eval_inputs[0]
+        return not self.head or (meta.get("round"), k) in self.eval_labels
+
+    def _eval_tick(self) -> None:
+        """Real inputs only, no synthesizer, no gradient; the training state is left untouched."""
+        k, x, meta = self.eval_inputs.popleft()
+        x = x.to(self.device)
+        idx = k // self.period
+        phase = idx % self.n
+        if idx == 0 or self.eval_state is None:
+            self.eval_state = self.core.zero_state(x.shape[0], self.device)
+        self.core.eval()
+        with torch.no_grad():
+            self.eval_state = self.core.step(x, phase, self.eval_state)
+            out = self.core.readout(self.eval_state[0])
+        self.core.train()
+        if self.head:
+            y = self.eval_labels.pop((meta.get("round"), k)).to(self.device)
+            self.eval_correct += int((out.argmax(1) == y).sum())
+            self.eval_total += len(y)
+            self.eval_loss += float(F.cross_entropy(out, y, reduction="sum"))
+        elif phase == self.n - 1:
+            keep = {key: meta[key] for key in ("phase", "round", "last", "at", "final") if key in meta}
+            self.rt.send(self.out_edge.receiver, Message(Kind.ACT, self.name, self.out_edge.name, k, [out], keep))
+        if phase == self.n - 1 and self.flush:
+            self.eval_state = None
+        if meta.get("last"):
+            if phase != self.n - 1 and not self.head:
+                raise RuntimeError(f"{self.name}: the evaluation episode ends at step {k}, not at an output tick")
+            if self.eval_t0 is not None:
+                self.eval_s += time.monotonic() - self.eval_t0
+                self.eval_t0 = None
+            if self.head:
+                total = max(self.eval_total, 1)
+                result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),
+                          "test_accuracy": 100.0 * self.eval_correct / total,
+                          "test_loss": self.eval_loss / total, "examples": self.eval_total,
+                          "train_s": self.train_seconds(), "train_steps": self.last_step + 1}
+                self.eval_correct = self.eval_total = 0
+                self.eval_loss = 0.0
+                self.rt.tell("eval", step=meta["at"], **result)
+                if result["final"]:
+                    self.rt.tell("complete")
+            self.save_checkpoint()
+
+    def train_seconds(self) -> float:
+        """Seconds since start, less the time spent in evaluation passes."""
+        return time.monotonic() - self.t_start - self.eval_s
+
+    # -- records ----------------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = time.monotonic()
+        values = self.means.pop()
+        values.update(self.counters())
+        values["ticks_per_s"] = (self.ticks - self.ticks_at_last_report) / max(now - self.t_last_report, 1e-9)
+        values["busy"] = self.busy_s / max(now - self.t_start, 1e-9)
+        self.t_last_report = now
+        self.ticks_at_last_report = self.ticks
+        self.rt.tell("metrics", step=self.last_step, **values)
+
+    def counters(self) -> dict[str, float]:
+        out: dict[str, float] = {"ticks": self.ticks, "updates": self.updates, "max_lead": self.max_lead,
+                                 "store_dropped": self.inputs.dropped + self.labels.dropped,
+                                 "wall_s": time.monotonic() - self.t_start, "train_s": self.train_seconds()}
+        if self.sg is not None:
+            out["sg/dropped"] = self.sg.dropped
+            out["sg/unmatched"] = self.sg.unmatched
+        return out
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"agent": self.name, "step": self.last_step, "module": self.core.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
+                 "synthetic_gradient": self.sg.module.state_dict() if self.sg is not None else None}
+        tmp = folder / f".{self.name}.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, folder / f"{self.name}.pt")
+
+    def on_stop(self) -> dict[str, Any]:
+        self.save_checkpoint()
+        return self.counters()

@@ -1,0 +1,12 @@
+"""``dnilab bench``: throughput and memory benchmarks that report side-by-side ratios.
+
+Each benchmark module measures one thing and returns rows (dicts) that carry the parameters they were
+measured at, the measured values and a ``ratio`` taken against a baseline in the same run, because the
+machines these run on are shared and noisy: absolute numbers drift, ratios measured together do not.
+
+- ``transport``: dnilab's channel (header, validation, tensor decode) vs raw pyzmq, ipc / tcp / CURVE.
+- ``pipeline``: N sleeping agents in a chain, backprop vs dni vs complete unlock (ideal speed-up N).
+- ``compute``: real MNIST FCN compute, cdni vs backprop, and processes vs one process.
+- ``fused``: the FCN as one dnilab agent vs a plain PyTorch loop.
+- ``memory``: peak RSS per agent and of the supervisor; bounded buffers under a slowed agent.
+"""

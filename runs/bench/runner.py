@@ -1,0 +1,142 @@
+"""Run one recipe (a dict) for a benchmark and read back steady-state rates and resource samples.
+
+Like ``runs.execute.execute`` but without progress display or plots, with the option to swap agents for
+``StackAgent``s, and with a sampler thread that records RSS and CPU time of every node process.
+Throughput is measured in steady state from the metric rows (start-up and the final evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import zmq
+
+from agents import Supervisor
+
+from ..execute import make_launcher
+from ..recipe import check_common
+from ..records import RunRecords, new_run_dir, read_jsonl
+from ..systems import build_graph, node_specs
+from .stacks import FACTORY
+
+SUPERVISOR = "supervisor"
+
+
+class Sampler(threading.Thread):
+    """Every ``every_s``: RSS and CPU seconds of each node process (pids from meta.json) and of us."""
+
+    def __init__(self, run_dir: Path, every_s: float = 0.2, t0: float | None = None) -> None:
+        super().__init__(daemon=True, name="bench-sampler")
+        self.run_dir = run_dir
+        self.t0 = time.monotonic() if t0 is None else t0  # the run records' clock, to line up with metrics
+        self.every_s = every_s
+        self.stopped = threading.Event()
+        self.samples: list[tuple[float, dict[str, tuple[float, float]]]] = []  # (t, name -> (rss MB, cpu s))
+        self._procs: dict[str, psutil.Process] = {SUPERVISOR: psutil.Process()}
+
+    def _pids(self) -> None:
+        try:
+            agents = json.loads((self.run_dir / "meta.json").read_text()).get("agents", {})
+        except (OSError, ValueError):
+            return
+        for name, info in agents.items():
+            pid = info.get("pid")
+            if name not in self._procs and pid and pid != os.getpid():
+                try:
+                    self._procs[name] = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    pass
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            self._pids()
+            row: dict[str, tuple[float, float]] = {}
+            for name, proc in list(self._procs.items()):
+                try:
+                    with proc.oneshot():
+                        cpu = proc.cpu_times()
+                        row[name] = (proc.memory_info().rss / 2**20, cpu.user + cpu.system)
+                except psutil.Error:
+                    continue
+            self.samples.append((time.monotonic() - self.t0, row))
+
+    def peak_rss(self) -> dict[str, float]:
+        peak: dict[str, float] = {}
+        for _, row in self.samples:
+            for name, (rss, _) in row.items():
+                peak[name] = max(peak.get(name, 0.0), rss)
+        return peak
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(2)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    sampler: Sampler
+    metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def rate(self, node: str = "head", warm_frac: float = 0.3, key: str = "steps") -> float:
+        """Steady-state steps/s of ``node``: rows after the first ``warm_frac`` of its reporting span."""
+        rows = [r for r in self.metrics.get(node, []) if key in r]
+        return steady_rate(rows, warm_frac, key)
+
+    def cpu_seconds(self, t_from: float, t_to: float) -> float:
+        """CPU seconds that all node processes (not the supervisor) used between two sampler times."""
+        def at(t: float) -> dict[str, float]:
+            best = min(self.sampler.samples, key=lambda s: abs(s[0] - t), default=(0.0, {}))
+            return {n: c for n, (_, c) in best[1].items() if n != SUPERVISOR}
+        a, b = at(t_from), at(t_to)
+        return sum(b[n] - a.get(n, b[n]) for n in b)
+
+
+def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
+    if len(rows) < 2:
+        return 0.0
+    t_first, t_last = rows[0]["time"], rows[-1]["time"]
+    steady = [r for r in rows if r["time"] >= t_first + warm_frac * (t_last - t_first)]
+    if len(steady) < 2:
+        steady = rows[-2:]
+    a, b = steady[0], steady[-1]
+    return (b[key] - a[key]) / max(b["time"] - a["time"], 1e-9)
+
+
+def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[str, Any]]] | None = None,
+               sample_s: float = 0.2) -> RunResult:
+    """Run ``recipe`` to the end in ``out``; raise RuntimeError if it did not complete."""
+    recipe = check_common(copy.deepcopy(recipe))
+    graph = build_graph(recipe)
+    run_dir = new_run_dir(recipe["run"]["name"], out)
+    records = RunRecords(run_dir, recipe, None)
+    specs = node_specs(recipe, graph, str(run_dir))
+    for spec in specs:
+        if stacks and spec.name in stacks:
+            spec.factory = FACTORY
+            spec.kwargs["layers"] = stacks[spec.name]
+    ctx = zmq.Context()
+    launcher = make_launcher(recipe, ctx)
+    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx)
+    sampler = Sampler(run_dir, sample_s, records.t0)
+    sampler.start()
+    try:
+        outcome = supervisor.run()
+    finally:
+        sampler.stop()
+        ctx.destroy(linger=0)
+    summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})
+    if outcome.status != "completed":
+        raise RuntimeError(f"benchmark run {recipe['run']['name']!r} {outcome.status}: {outcome.error}")
+    metrics = {p.stem: read_jsonl(p) for p in (run_dir / "metrics").glob("*.jsonl")}
+    return RunResult(run_dir, summary, sampler, metrics)

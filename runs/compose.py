@@ -1,0 +1,60 @@
+"""Compose a finished run's agents into one network, from their checkpoints alone.
+
+The agents trained apart, each with its own optimizer and interfaces; this puts their modules in one
+``nn.Sequential`` (no synthesizer anywhere) and evaluates it, which is what "they compose into one
+working system" means, checked independently of the runtime's own evaluation.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import build_module
+from environments import make
+
+from .recipe import RecipeError, check_common
+from .systems import build_graph
+
+
+def composed_network(run_dir: str | Path) -> tuple[nn.Sequential, dict[str, Any]]:
+    """The chain of agents' modules, loaded from ``checkpoints/<agent>.pt``; returns (network, recipe)."""
+    run_dir = Path(run_dir)
+    recipe = check_common(tomllib.loads((run_dir / "recipe.toml").read_text()))
+    if recipe["run"]["kind"] != "feedforward":
+        raise RecipeError(f"run.kind: composition needs a feed-forward run, got {recipe['run']['kind']!r}")
+    graph = build_graph(recipe)
+    layers = []
+    for name in graph.order():
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no checkpoint for agent {name!r}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module = build_module(graph.agent(name).module)
+        module.load_state_dict(state["module"])
+        layers.append(module)
+    return nn.Sequential(*layers).eval(), recipe
+
+
+def evaluate_composed(run_dir: str | Path) -> dict[str, float]:
+    """Test error (%) of the composed network on the run's evaluation split."""
+    network, recipe = composed_network(run_dir)
+    env_cfg = recipe["env"]
+    env = make(env_cfg["id"], **{**env_cfg.get("kwargs", {}), **env_cfg.get("eval", {"split": "test"})})
+    wrong = total = 0
+    obs, info = env.reset(seed=recipe["run"]["seed"])
+    with torch.no_grad():
+        while True:
+            logits = network(torch.as_tensor(np.asarray(obs)).float())
+            y = torch.as_tensor(np.asarray(info["target"])).long()
+            wrong += int((logits.argmax(1) != y).sum())
+            total += len(y)
+            obs, _, terminated, truncated, info = env.step(None)
+            if terminated or truncated:
+                break
+    return {"test_error": 100.0 * wrong / max(total, 1), "examples": total}

@@ -1,0 +1,344 @@
+"""Multi-timescale recipes (``run.kind = "multiscale"``): a chain of ticking LSTM agents on a digit stream.
+
+A recipe names the levels from fast to slow as ``[levels.<name>]`` tables (a table, not an array, so
+``--set levels.slow.hidden=512`` works in sweeps), and the mode of the edges between them in
+``[defaults.edge]`` (``backward`` = backprop | dni | cdni | none, ``synthesizer`` = M's settings) or per
+level (the edge *into* that level):
+
+    [levels.fast]                 [levels.slow]
+    period = 1                    # period omitted: the env's k (the head ticks at the targets)
+    encoder = 64                  hidden = "auto"   # per-tick compute = period ratio x the fast level's
+    hidden = 64                   window = 1        # the head's TBPTT window, in its own ticks
+    out = 32
+
+Level keys (checked, errors name the key): ``period`` ``hidden`` (int or "auto") ``out`` ``encoder``
+``window`` (top only) ``flush`` ``clip`` ``optimizer`` ``slowdown`` ``stage_ms`` ``device`` ``backward``
+``synthesizer`` (not on the first level). ``plot_multiscale`` draws accuracy against training seconds and
+against training samples for several run folders on one figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents import (
+    BACKWARD_MODES,
+    ENV,
+    AgentSpec,
+    EdgeSpec,
+    Graph,
+    NodeSpec,
+    TickSchedule,
+    level_macs,
+    pick_device,
+    solve_hidden,
+)
+from agents.graph import validate_topology
+from environments import make
+
+from .recipe import SYNTH_KEYS, RecipeError, _check_table
+
+__all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale",
+           "time_to_reach"]
+
+FACTORY_AGENT = "agents:TickingAgent"
+FACTORY_ENV = "agents:EnvNode"
+SECTIONS = {"run", "env", "levels", "defaults", "paper"}
+LEVEL_KEYS: dict[str, Any] = {
+    "period": int, "hidden": (int, str), "out": int, "encoder": int, "window": int, "flush": bool,
+    "clip": (int, float), "optimizer": dict, "slowdown": (int, float), "stage_ms": (int, float),
+    "device": str, "backward": str, "synthesizer": dict,
+}
+EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
+# M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output
+MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str}
+SYNTH_CONTEXTS = ("none", "state")
+DEFAULT_OUT = 32
+DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
+
+
+@dataclass
+class MultiscalePlan:
+    """What ``check_multiscale`` resolved: the chain, its schedule, and per-agent build arguments."""
+
+    graph: Graph
+    schedule: TickSchedule
+    classes: int
+    levels: list[str]
+    groups: dict[str, int]      # backprop senders: env steps of windows they may hold
+    credits: dict[str, int]     # acts a level may have in flight to the next level
+    macs: dict[str, int]        # per-sample multiply-adds per tick, for the record
+
+
+def _env_facts(env_id: str, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    try:
+        env = make(env_id, **kwargs)
+    except Exception as err:  # noqa: BLE001 - any failure here is a recipe problem
+        raise RecipeError(f"{where}: cannot make {env_id!r} with kwargs {kwargs}: "
+                          f"{type(err).__name__}: {err}") from None
+    raw = env.unwrapped
+    facts = {key: getattr(raw, key, None) for key in ("k", "episode_length", "n_classes")}
+    facts["shape"] = tuple(env.observation_space.shape[1:])
+    env.close()
+    if None in facts.values():
+        raise RecipeError(f"env.id: {env_id!r} is not a digit stream (needs k, episode_length, n_classes)")
+    return facts
+
+
+def _check_synth(table: dict[str, Any], where: str) -> None:
+    _check_table(table, MS_SYNTH_KEYS, where)
+    if table.get("context", "none") not in SYNTH_CONTEXTS:
+        raise RecipeError(f"{where}.context: expected one of {SYNTH_CONTEXTS}, got {table['context']!r}")
+
+
+def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
+    """Reject a bad multiscale recipe, naming the key, before anything starts; resolve the chain."""
+    for section in recipe:
+        if section not in SECTIONS:
+            raise RecipeError(f"{section}: not a section of a multiscale recipe (known: {', '.join(sorted(SECTIONS))})")
+    env_cfg = recipe["env"]
+    defaults = recipe.get("defaults", {})
+    if "agent" in defaults:
+        raise RecipeError("defaults.agent: not used by multiscale recipes (set keys on each [levels.<name>])")
+    edge_defaults = defaults.get("edge", {})
+    _check_table(edge_defaults, EDGE_DEFAULT_KEYS, "defaults.edge")
+    _check_synth(edge_defaults.get("synthesizer", {}), "defaults.edge.synthesizer")
+    levels = recipe.get("levels")
+    if not isinstance(levels, dict) or len(levels) < 2:
+        raise RecipeError("levels: give at least two [levels.<name>] tables, fastest first")
+    kwargs = dict(env_cfg.get("kwargs", {}))
+    facts = _env_facts(env_cfg["id"], kwargs, "env.kwargs")
+    eval_kwargs = dict(env_cfg.get("eval", {"split": "test"}))
+    if "k" in eval_kwargs:
+        raise RecipeError("env.eval.k: the evaluation stream must use the training k")
+    eval_facts = _env_facts(env_cfg["id"], {**kwargs, **eval_kwargs}, "env.eval")
+    names = list(levels)
+    tables: list[dict[str, Any]] = []
+    for i, name in enumerate(names):
+        where = f"levels.{name}"
+        table = levels[name]
+        if not isinstance(table, dict):
+            raise RecipeError(f"{where}: expected a table")
+        _check_table(table, LEVEL_KEYS, where)
+        if name == ENV:
+            raise RecipeError(f"{where}: {ENV!r} is reserved for the environment")
+        top = i == len(names) - 1
+        if i == 0:
+            for key in ("backward", "synthesizer"):
+                if key in table:
+                    raise RecipeError(f"{where}.{key}: the first level reads the environment (no edge mode)")
+        if not top and "window" in table:
+            raise RecipeError(f"{where}.window: only the top level has one (a lower level's window is one "
+                              "period of the next level)")
+        if top and "out" in table:
+            raise RecipeError(f"{where}.out: the top level is a head; its outputs are the env's classes")
+        if i > 0 and "encoder" in table:
+            raise RecipeError(f"{where}.encoder: only the first level encodes the environment's input")
+        merged = {**edge_defaults, **table} if i > 0 else dict(table)
+        merged.setdefault("period", facts["k"] if top else None)
+        if merged["period"] is None:
+            raise RecipeError(f"{where}.period: required below the top level")
+        if top and merged["period"] != facts["k"]:
+            raise RecipeError(f"{where}.period: the top level must tick at the env's targets (k = {facts['k']}), "
+                              f"got {merged['period']}")
+        for key in ("period", "out", "encoder", "window"):
+            if key in merged and merged[key] < (0 if key == "encoder" else 1):
+                raise RecipeError(f"{where}.{key}: must be >= 1, got {merged[key]}")
+        if isinstance(merged.get("hidden"), str) and merged["hidden"] != "auto":
+            raise RecipeError(f"{where}.hidden: an int or \"auto\", got {merged['hidden']!r}")
+        if merged.get("hidden", 1) == "auto" and i == 0:
+            raise RecipeError(f"{where}.hidden: \"auto\" sizes a level against the one below; give an int")
+        if "hidden" in merged and isinstance(merged["hidden"], int) and merged["hidden"] < 1:
+            raise RecipeError(f"{where}.hidden: must be >= 1, got {merged['hidden']}")
+        if merged.get("slowdown", 1.0) < 1.0:
+            raise RecipeError(f"{where}.slowdown: must be >= 1 (a factor), got {merged['slowdown']}")
+        if merged.get("stage_ms", 0.0) < 0 or merged.get("clip", 0.0) < 0:
+            raise RecipeError(f"{where}: stage_ms and clip must be >= 0")
+        if i > 0:
+            backward = merged.setdefault("backward", "backprop")
+            if backward not in BACKWARD_MODES:
+                raise RecipeError(f"{where}.backward: expected one of {BACKWARD_MODES}, got {backward!r}")
+            if backward == "cdni" and not top:
+                raise RecipeError(f"{where}.backward: 'cdni' only on the edge into the top level (the env's "
+                                  "labels exist only at its ticks)")
+            _check_synth(merged.get("synthesizer", {}), f"{where}.synthesizer")
+        tables.append(merged)
+    periods = tuple(t["period"] for t in tables)
+    top_window = tables[-1].get("window", 1)
+    try:
+        schedule = TickSchedule(periods, facts["episode_length"], top_window)
+    except ValueError as err:
+        raise RecipeError(f"levels: {err}") from None
+    if eval_facts["episode_length"] % periods[-1]:
+        raise RecipeError(f"env.eval.episode_length: must be a multiple of the top period {periods[-1]}, "
+                          f"got {eval_facts['episode_length']}")
+    return _build_plan(recipe, names, tables, schedule, facts)
+
+
+def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str, Any]], schedule: TickSchedule,
+                facts: dict[str, Any]) -> MultiscalePlan:
+    run = recipe["run"]
+    classes = int(facts["n_classes"])
+    in_dim = int(math.prod(facts["shape"]))
+    agents: list[AgentSpec] = []
+    edges: list[EdgeSpec] = []
+    macs: dict[str, int] = {}
+    prev_out, prev_macs = in_dim, 0
+    for i, (name, t) in enumerate(zip(names, tables)):
+        top = i == len(names) - 1
+        out = classes if top else t.get("out", DEFAULT_OUT)
+        phases = 1 if top else schedule.window(i)
+        encoder = t.get("encoder", 0)
+        hidden = t.get("hidden", 64)
+        if hidden == "auto":
+            ratio = schedule.periods[i] // schedule.periods[i - 1]
+            hidden = solve_hidden(ratio * prev_macs, prev_out, out, phases)
+        macs[name] = level_macs(prev_out, hidden, out, encoder, phases)
+        module = {"type": "ticking_lstm", "period": schedule.periods[i], "hidden": hidden, "encoder": encoder,
+                  "window": schedule.window(i), "flush": t.get("flush", not top), "clip": float(t.get("clip", 0.0))}
+        spec = AgentSpec(name=name, module=module, optimizer=dict(t.get("optimizer", DEFAULT_OPTIMIZER)),
+                         slowdown=float(t.get("slowdown", 1.0)), stage_ms=float(t.get("stage_ms", 0.0)),
+                         device=pick_device(i, t.get("device", run["device"])),
+                         in_shape=facts["shape"] if i == 0 else (prev_out,), out_shape=(out,), head=top)
+        agents.append(spec)
+        sender = ENV if i == 0 else names[i - 1]
+        edges.append(EdgeSpec(sender, name, backward="backprop" if i == 0 else t["backward"],
+                              synthesizer=dict(t.get("synthesizer", {}))))
+        prev_out, prev_macs = out, macs[name]
+    graph = Graph(agents, edges, facts["shape"], classes)
+    try:
+        validate_topology(graph)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    modes = [e.backward for e in edges[1:]] + ["head"]   # mode of the edge out of level i
+    groups: dict[str, int] = {}
+    credits: dict[str, int] = {}
+    for i, name in enumerate(names[:-1]):
+        groups[name] = schedule.group(i, modes) if modes[i] == "backprop" else 0
+        held = groups[name] // schedule.periods[i + 1] if groups[name] else 0
+        credits[name] = max(run["window"], held + 1)
+    return MultiscalePlan(graph, schedule, classes, names, groups, credits, macs)
+
+
+def multiscale_specs(recipe: dict[str, Any], plan: MultiscalePlan, run_dir: str) -> list[NodeSpec]:
+    """The environment node plus one ``TickingAgent`` per level, each in its own process (1 torch thread)."""
+    run, env_cfg = recipe["run"], recipe["env"]
+    specs = [NodeSpec(ENV, FACTORY_ENV, dict(
+        graph=plan.graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
+        eval_kwargs=env_cfg.get("eval", {"split": "test"}), steps=run["steps"], seconds=float(run["seconds"]),
+        seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
+        metrics_every=run["metrics_every"]), required=True)]
+    for i, name in enumerate(plan.levels):
+        agent = plan.graph.agent(name)
+        specs.append(NodeSpec(name, FACTORY_AGENT, dict(
+            spec=agent, graph=plan.graph, level=i, schedule=plan.schedule, classes=plan.classes,
+            group=plan.groups.get(name, 0), seed=run["seed"] * 1000 + i, run_dir=run_dir,
+            window=plan.credits.get(name, run["window"]), capacity=run["capacity"],
+            metrics_every=run["metrics_every"]),
+            device=agent.device, threads=1, required=agent.head,
+            num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
+    return specs
+
+
+# -------------------------------------------------------------------------------------- figure
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
+    """Eval rows of a run (test_accuracy %, train_s, at = env steps trained, samples)."""
+    import tomllib
+
+    recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+    batch = recipe.get("env", {}).get("kwargs", {}).get("batch_size", 64)
+    rows = [r for r in _read_jsonl(run_dir / "metrics" / "eval.jsonl") if "test_accuracy" in r]
+    for r in rows:
+        r["samples"] = r.get("at", 0) * batch
+    return rows
+
+
+def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
+    """One PNG: the slow agent's test accuracy vs training seconds (left) and vs training samples (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    for run_dir in run_dirs:
+        rows = accuracy_curve(Path(run_dir))
+        if not rows:
+            continue
+        label = Path(run_dir).name
+        ax_t.plot([r["train_s"] for r in rows], [r["test_accuracy"] for r in rows], marker="o", ms=3, label=label)
+        ax_s.plot([r["samples"] for r in rows], [r["test_accuracy"] for r in rows], marker="o", ms=3, label=label)
+    for ax, xlabel in ((ax_t, "training wall-clock (s)"), (ax_s, "training samples (env steps x batch)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("slow agent test accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def time_to_reach(rows: list[dict[str, Any]], accuracy: float) -> float | None:
+    """Training seconds at the first evaluation with test accuracy >= ``accuracy`` (None if never)."""
+    for r in rows:
+        if r["test_accuracy"] >= accuracy:
+            return float(r["train_s"])
+    return None
+
+
+def compare(baseline: Path, others: list[Path]) -> list[dict[str, Any]]:
+    """Final accuracy, training seconds, and time to reach the baseline's final accuracy, per run."""
+    base = accuracy_curve(Path(baseline))
+    final = base[-1]["test_accuracy"] if base else float("nan")
+    total = base[-1]["train_s"] if base else float("nan")
+    out = []
+    for run_dir in [Path(baseline), *map(Path, others)]:
+        rows = accuracy_curve(run_dir)
+        if not rows:
+            continue
+        reach = time_to_reach(rows, final)
+        out.append({"run": run_dir.name, "final_accuracy": rows[-1]["test_accuracy"],
+                    "train_s": rows[-1]["train_s"], "delta_vs_baseline": rows[-1]["test_accuracy"] - final,
+                    "reach_baseline_final_s": reach,
+                    "reach_ratio": reach / total if reach is not None and total else None})
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """``python -m runs.multiscale_system plot OUT.png RUN...`` or ``compare BASELINE RUN...``."""
+    if len(argv) >= 3 and argv[0] == "plot":
+        print(plot_multiscale([Path(p) for p in argv[2:]], Path(argv[1])))
+    elif len(argv) >= 2 and argv[0] == "compare":
+        for row in compare(Path(argv[1]), [Path(p) for p in argv[2:]]):
+            print(json.dumps(row))
+    else:
+        raise SystemExit(main.__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+

@@ -1,0 +1,46 @@
+"""Tiny recipe settings so end-to-end runs take seconds: few steps, small data, narrow layers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["run.steps=40", "run.eval_every=20", "run.metrics_every=10", "env.kwargs.limit=2048",
+        "env.kwargs.batch_size=64", 'env.eval={split="test", limit=512}', "model.hidden=32",
+        'defaults.agent.optimizer={name="adam", lr=2e-3}']
+
+
+def dnilab(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "runs.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+
+
+def sets(*overrides: str) -> list[str]:
+    return [x for o in (*TINY, *overrides) for x in ("--set", o)]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,112 @@
+"""Whole runs in real spawned processes, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import ROOT, dnilab, pid_alive, sets, summary
+
+
+def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
+    out = dnilab("run", "runs/mnist-fcn4-cdni.toml", *sets(), "--out", str(run_dir), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(run_dir)
+    s = summary(run_dir)
+    assert s["status"] == "completed"
+    assert 0 <= s["eval"]["test_error"] < 80  # learned something in 40 small steps (chance is 90 %)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert set(meta["agents"]) == {"env", "l1", "l2", "l3", "head"}
+    assert all(a["pid"] and a["device"] == "cpu" for a in meta["agents"].values())
+    assert meta["versions"]["torch"] and meta["started"] and meta["ended"]
+    for agent in ("l1", "l2", "l3", "head"):
+        assert (run_dir / "checkpoints" / f"{agent}.pt").exists()
+        assert (run_dir / "metrics" / f"{agent}.jsonl").read_text().strip()
+    assert (run_dir / "plots" / "learning_curves.png").stat().st_size > 1000
+    assert "backward" in (run_dir / "recipe.toml").read_text()
+    # nothing outlives the run
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
+    # the composed checkpoints give the same error as the runtime's evaluation
+    comp = dnilab("compose", str(run_dir))
+    assert comp.returncode == 0, comp.stderr
+    assert f"{s['eval']['test_error']:.2f}" in comp.stdout
+
+
+def test_bad_recipe_is_rejected_before_anything_starts(tmp_path: Path) -> None:
+    out = dnilab("run", "runs/mnist-fcn4-cdni.toml", "--set", "defaults.edge.backward=sideways",
+                 "--out", str(tmp_path / "never"))
+    assert out.returncode == 2
+    assert "backward" in out.stderr and "sideways" in out.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_agent_that_raises_fails_the_run_cleanly(run_dir: Path) -> None:
+    start = time.monotonic()
+    out = dnilab("run", "runs/mnist-fcn4-cdni.toml",
+                 *sets('overrides.l2.factory="tests.agents.helpers:ExplodingAgent"', "run.steps=400"),
+                 "--out", str(run_dir), "--quiet")
+    assert out.returncode == 1
+    assert "boom: this agent exploded on purpose" in out.stderr
+    assert "Traceback" in out.stderr and "'l2'" in out.stderr
+    s = summary(run_dir)
+    assert s["status"] == "failed" and "boom" in s["error"]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
+    assert (run_dir / "metrics").is_dir()
+    assert time.monotonic() - start < 120
+
+
+def _start_run(run_dir: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "runs.cli", "run", "runs/mnist-fcn4-cdni.toml",
+           *sets("run.steps=100000", "run.eval_every=0", *extra), "--out", str(run_dir), "--quiet"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(run_dir: Path, agent: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    path = run_dir / "metrics" / f"{agent}.jsonl"
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= 2:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{agent} never reported metrics")
+
+
+def test_a_killed_agent_stops_the_run_within_seconds(run_dir: Path) -> None:
+    proc = _start_run(run_dir)
+    try:
+        _wait_for_steps(run_dir, "head")
+        meta = json.loads((run_dir / "meta.json").read_text())
+        victim = meta["agents"]["l2"]["pid"]
+        killed = time.monotonic()
+        import os
+
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - killed < 30
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "'l2'" in err and "exited with code" in err
+    assert summary(run_dir)["status"] == "failed"
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
+    assert (run_dir / "checkpoints" / "head.pt").exists()  # the others saved on their way out
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_records(run_dir: Path) -> None:
+    proc = _start_run(run_dir)
+    try:
+        _wait_for_steps(run_dir, "head")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert summary(run_dir)["status"] == "stopped"
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
+    assert all((run_dir / "checkpoints" / f"{a}.pt").exists() for a in ("l1", "l2", "l3", "head"))

@@ -1,0 +1,86 @@
+"""Multiscale recipes: the shipped ones check, bad keys are rejected naming the key, and a tiny run goes end
+to end (all nodes in this process) with an evaluation that reports test accuracy and training seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from runs.execute import execute, prepare
+from runs.multiscale_system import compare, plot_multiscale
+from runs.recipe import RecipeError
+from runs.sweep import sweep_cells
+
+RUNS = Path(__file__).resolve().parents[2] / "runs"
+RECIPES = ["multiscale-backprop.toml", "multiscale-dni.toml", "multiscale-cdni.toml", "multiscale3-dni.toml"]
+TINY = ["env.kwargs.limit=60", "env.kwargs.batch_size=4"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_recipes_check(name: str) -> None:
+    recipe, plan = prepare(RUNS / name, TINY)
+    assert recipe["run"]["kind"] == "multiscale"
+    assert plan.schedule.periods[0] == 1 and plan.schedule.periods[-1] == recipe["env"]["kwargs"]["k"]
+    assert plan.graph.agent(plan.levels[-1]).head
+
+
+def test_three_level_recipe_has_three_periods() -> None:
+    _, plan = prepare(RUNS / "multiscale3-dni.toml", TINY)
+    assert plan.schedule.periods == (1, 4, 16)
+
+
+def test_hidden_auto_gives_the_slow_core_about_k_times_the_compute() -> None:
+    _, plan = prepare(RUNS / "multiscale-dni.toml", TINY)
+    ratio = plan.macs["slow"] / plan.macs["fast"]
+    assert 3.6 < ratio < 4.4
+
+
+def test_k_sweep_cells_check() -> None:
+    _, cells = sweep_cells(RUNS / "sweeps" / "multiscale-k.toml")
+    assert len(cells) >= 6
+    for _, recipe, overrides in cells:
+        _, plan = prepare(recipe, overrides + TINY)
+        assert plan.schedule.periods[-1] == int(next(o for o in overrides if "env.kwargs.k" in o).split("=")[1])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("levels.slow.hiden=3", "levels.slow.hiden"),
+    ("levels.fast.backward=dni", "levels.fast.backward"),
+    ("levels.slow.period=3", "levels.slow.period"),
+    ("levels.fast.window=2", "levels.fast.window"),
+    ("levels.slow.backward=sideways", "levels.slow.backward"),
+    ("defaults.edge.forward=synthetic", "defaults.edge.forward"),
+    ("levels.slow.synthesizer.depth=2", "levels.slow.synthesizer.depth"),
+    ("levels.slow.hidden=big", "levels.slow.hidden"),
+    ("env.kwargs.episode_length=18", "levels"),
+    ("agents.x=1", "agents"),
+    ("levels.slow.slowdown=0.5", "levels.slow.slowdown"),
+])
+def test_bad_keys_are_rejected_naming_the_key(override: str, key: str) -> None:
+    with pytest.raises(RecipeError) as err:
+        prepare(RUNS / "multiscale-dni.toml", TINY + [override])
+    assert str(err.value).startswith(key)
+
+
+def test_cdni_only_into_the_top_level() -> None:
+    with pytest.raises(RecipeError, match=r"^levels.mid.backward: 'cdni' only"):
+        prepare(RUNS / "multiscale3-dni.toml", TINY + ["levels.mid.backward=cdni"])
+
+
+def test_tiny_run_end_to_end(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "multiscale-cdni.toml", TINY + [
+        "run.steps=48", "run.eval_every=24", "run.launcher=inproc", "levels.fast.hidden=8", "levels.fast.encoder=8",
+        "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"])
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    assert 0.0 <= summary["eval"]["test_accuracy"] <= 100.0 and summary["eval"]["train_s"] > 0
+    rows = [json.loads(line) for line in (run_dir / "metrics" / "eval.jsonl").read_text().splitlines()]
+    assert [r["at"] for r in rows] == [24, 48] and all("time" in r and "test_accuracy" in r for r in rows)
+    assert rows[-1]["examples"] == 4 * 16 // 4  # every slow tick of the 16-step eval episode, 4 streams
+    png = plot_multiscale([run_dir], tmp_path / "fig.png")
+    assert png.stat().st_size > 0
+    assert compare(run_dir, [])[0]["reach_ratio"] is not None
