@@ -311,12 +311,15 @@ class TBPTTLearner:
         total = loss
         metrics: dict[str, float] = {"loss": float(loss.detach())}
         s_vec = torch.cat(s_end, dim=-1)  # [B, S]
+        s0_grads: tuple[Tensor | None, ...] | None = None
         if self.sg is not None:
             with torch.no_grad():  # M's prediction at the end boundary; the future is empty at episode end
                 m_end = torch.zeros_like(s_vec) if done else self.sg(s_vec.detach())  # [B, S] per-sample
             if not done:
                 total = total + (s_vec * m_end).sum() * (self.cfg.sg_scale / b)
             if self.aux is not None:
+                if self.pending is not None:  # M's target excludes the aux loss: task loss + SG only
+                    s0_grads = torch.autograd.grad(total, s0, retain_graph=True, allow_unused=True)
                 pred = self.aux(out)  # [T, B, S]
                 aux_loss = F.mse_loss(pred, m_end.unsqueeze(0).expand_as(pred))
                 total = total + self.cfg.aux_weight * aux_loss
@@ -327,9 +330,8 @@ class TBPTTLearner:
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip))
         self.opt.step()
         if self.sg is not None and self.pending is not None:
-            delta = (
-                torch.cat([g if (g := s.grad) is not None else torch.zeros_like(s) for s in s0], dim=-1) * b
-            )
+            grads = s0_grads if s0_grads is not None else tuple(s.grad for s in s0)
+            delta = torch.cat([g if g is not None else torch.zeros_like(s) for g, s in zip(grads, s0)], dim=-1) * b
             self.last_target = delta.detach()
             metrics.update(self._learn_sg(self.pending, self.last_target))
         self.pending = s_vec.detach() if (self.sg is not None and not done) else None

@@ -184,9 +184,8 @@ def _header_prefix(kind: str, sender: str, edge: str, specs: tuple) -> bytes:
     prefix = _PREFIXES.get(key)
     if prefix is None:
         tensors = [{"dtype": d, "shape": list(shape)} for d, shape in specs]
-        prefix = ('{"v":%d,"kind":%s,"sender":%s,"edge":%s,"tensors":%s,"step":' % (
-            WIRE_VERSION, _JSON.encode(kind), _JSON.encode(sender), _JSON.encode(edge),
-            _JSON.encode(tensors))).encode()
+        prefix = (f'{{"v":{WIRE_VERSION},"kind":{_JSON.encode(kind)},"sender":{_JSON.encode(sender)},'
+                  f'"edge":{_JSON.encode(edge)},"tensors":{_JSON.encode(tensors)},"step":').encode()
         if len(_PREFIXES) >= _PREFIXES_MAX:
             _PREFIXES.clear()
         _PREFIXES[key] = prefix

@@ -123,5 +123,9 @@ def list_recipes() -> None:
         click.echo(f"{path.relative_to(folder.parent)}  {first}")
 
 
+from .bench.cli import bench  # noqa: E402
+
+main.add_command(bench)
+
 if __name__ == "__main__":
     main()

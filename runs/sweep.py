@@ -7,6 +7,7 @@ across several sessions) picks up where it stopped.
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -77,6 +78,8 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None, overrides: list[st
             print(f"[{i}/{len(prepared)}] {name}: completed earlier, skipped", file=sys.stderr)
             results.append((name, COMPLETED))
             continue
+        if run_dir.exists():  # an interrupted attempt: start the cell afresh, its partial records would mislead
+            shutil.rmtree(run_dir)
         print(f"[{i}/{len(prepared)}] {name}", file=sys.stderr)
         _, summary = execute(cell_recipe, plan, out=run_dir, recipe_path=str(recipe))
         print(f"[{i}/{len(prepared)}] {name}: {summary['status']} {summary.get('eval', {})}", file=sys.stderr)

@@ -28,16 +28,25 @@ TARGET_EFFICIENCY = 0.85
 FEATURES, BATCH = 16, 8
 
 
+def ideal_rate(n: int, stage_ms: float, mode: str) -> float:
+    """Steps/s with zero overhead: locked, one batch per N (f + b); unlocked, one per f + b."""
+    return 1000.0 / (2 * stage_ms) / (n if mode == "backprop" else 1)
+
+
 def pipeline_recipe(n: int, stage_ms: float, mode: str, seconds: float) -> dict[str, Any]:
+    """The budget is a step count worth ``seconds`` at the ideal rate (so a slow start-up on a busy machine
+    does not eat the measurement), capped at a wall time of a few times that."""
     backward, forward = MODES[mode]
-    rate = 1000.0 / (2 * stage_ms) / (n if mode == "backprop" else 1)  # ideal steps/s
+    rate = ideal_rate(n, stage_ms, mode)
+    steps = max(20, int(rate * seconds))
     edge: dict[str, Any] = {"backward": backward, "forward": forward, "synthesizer": {"hidden": [], "lr": 1e-3}}
     if forward == "synthetic":
         edge["input_synthesizer"] = {"hidden": [], "lr": 1e-3}
     return {
-        "run": {"name": f"pipeline-{mode}-n{n}-d{stage_ms:g}", "steps": 10**9, "seconds": seconds,
+        "run": {"name": f"pipeline-{mode}-n{n}-d{stage_ms:g}", "steps": steps,
+                "seconds": 10 * seconds + 120,  # a safety cap only: agents may start long after the env
                 "eval_every": 0, "window": max(4, 2 * n), "capacity": max(32, 4 * n),
-                "metrics_every": max(1, int(rate / 4))},
+                "metrics_every": max(1, min(int(rate / 4), steps // 10))},
         "env": {"id": "runs.bench.envs:RandomBatches", "kwargs": {"batch_size": BATCH, "features": FEATURES},
                 "eval": {"split": "test"}},
         "model": {"kind": "fcn", "depth": n, "hidden": FEATURES},
@@ -45,9 +54,9 @@ def pipeline_recipe(n: int, stage_ms: float, mode: str, seconds: float) -> dict[
     }
 
 
-def measure_seconds(n: int, stage_ms: float, scale: float = 1.0) -> float:
-    """Long enough for ~10 locked batches after warm-up, at least 4 s."""
-    return scale * max(4.0, 2.0 + 10 * n * 2 * stage_ms / 1000)
+def measure_seconds(n: int, stage_ms: float, steps: int = 12, min_seconds: float = 3.0) -> float:
+    """Long enough for ``steps`` locked batches, and at least ``min_seconds``; every mode gets the same."""
+    return max(min_seconds, steps * n * 2 * stage_ms / 1000)
 
 
 def _measure(res: RunResult) -> dict[str, float]:
@@ -66,14 +75,14 @@ def _measure(res: RunResult) -> dict[str, float]:
 
 
 def bench_pipeline(agents: Sequence[int] = (2, 4, 8, 16), stage_ms: Sequence[float] = (5, 20),
-                   modes: Sequence[str] = ("dni", "unlock"), scale: float = 1.0,
+                   modes: Sequence[str] = ("dni", "unlock"), steps: int = 12, min_seconds: float = 3.0,
                    out: Path | None = None) -> list[Row]:
     """One row per (N, d, mode) against backprop at the same (N, d), measured one right after the other."""
     out = Path(out or tempfile.mkdtemp(prefix="dnilab-bench-pipeline-"))
     rows: list[Row] = []
     for d in stage_ms:
         for n in agents:
-            seconds = measure_seconds(n, d, scale)
+            seconds = measure_seconds(n, d, steps, min_seconds)
             base = _measure(run_recipe(pipeline_recipe(n, d, "backprop", seconds), out / f"bp-n{n}-d{d:g}"))
             ideal_locked = 1000.0 / (n * 2 * d)
             rows.append(_row(n, d, "backprop", base, base, 1.0, ideal_locked))

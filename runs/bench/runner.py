@@ -103,6 +103,10 @@ class RunResult:
 
 
 def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
+    """Rate of ``key`` between the first row after the warm-up fraction of the span and the last row that
+    still made progress (an agent's last row, sent when it stops, repeats its final count)."""
+    while len(rows) >= 2 and rows[-1][key] <= rows[-2][key]:
+        rows = rows[:-1]
     if len(rows) < 2:
         return 0.0
     t_first, t_last = rows[0]["time"], rows[-1]["time"]

@@ -37,6 +37,7 @@ from interfaces import (
     Message,
     Outlet,
     TensorSpec,
+    decode,
     encode,
 )
 
@@ -301,3 +302,77 @@ def bench_transport(sizes: Sequence[int] = DEFAULT_SIZES, transports: Sequence[s
 
 COLUMNS = ("transport", "size", "channel", "msgs_per_s", "GB_per_s", "baseline", "baseline_msgs_per_s",
            "baseline_GB_per_s", "ratio", "ratio_min", "ratio_max", "target", "met")
+
+
+# --- where the time goes -------------------------------------------------------------------------------
+
+
+def _per_call_us(fn: Any, seconds: float) -> float:
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        for _ in range(50):
+            fn()
+        n += 50
+    return 1e6 * elapsed / n
+
+
+def _stages(size: int, a: zmq.Socket, b: zmq.Socket, inbox: Inbox, outlet: Outlet,
+            expect: Expectations) -> dict[str, Any]:
+    """The timed calls for one size: raw pair a -> b, the dnilab channel outlet -> inbox, and the parts."""
+    t = payload(size)
+    msg = Message(Kind.ACT, SENDER, EDGE, 0, [t])
+    frames = encode(msg)
+    copy = size < ZERO_COPY_MIN
+    a.send_multipart(frames, copy=True)
+    received = b.recv_multipart(copy=False)
+    received[0] = received[0].bytes  # what Inbox hands to decode: header bytes + zero-copy tensor Frames
+
+    def raw() -> None:
+        a.send_multipart(frames, copy=copy)
+        b.recv_multipart(copy=copy)
+
+    def channel() -> None:
+        outlet.send(Message(Kind.ACT, SENDER, EDGE, 1, [t]))
+        inbox.recv()
+
+    return {"raw pyzmq send+recv": raw, "dnilab Outlet.send+Inbox.recv": channel,
+            "Message()": lambda: Message(Kind.ACT, SENDER, EDGE, 1, [t]),
+            "encode": lambda: encode(msg), "decode (+validation)": lambda: decode(received, expect)}
+
+
+def breakdown(sizes: Sequence[int] = DEFAULT_SIZES, seconds: float = 0.1, rounds: int = 5) -> list[Row]:
+    """Microseconds per message of each stage, in one process over inproc (no second process, no kernel):
+    what dnilab adds (Message + encode + Outlet.send, Inbox.recv's decode) next to raw pyzmq's own
+    send + recv of the same frames. Interleaved rounds, medians. ``ratio`` = stage / raw send + recv."""
+    ctx = zmq.Context()
+    expect = Expectations()
+    expect.allow(Kind.ACT, EDGE, SENDER, [TensorSpec(torch.float32, (None, WIDTH))])
+    rows: list[Row] = []
+    try:
+        a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        a.bind(f"inproc://bench-{uuid.uuid4().hex}")
+        b.connect(a.getsockopt_string(zmq.LAST_ENDPOINT))
+        inbox = Inbox(ctx, f"inproc://bench-{uuid.uuid4().hex}", expect=expect)
+        outlet = Outlet(ctx, inbox.endpoint)
+        for size in sizes:
+            stages = _stages(size, a, b, inbox, outlet, expect)
+            times: dict[str, list[float]] = {k: [] for k in stages}
+            for _ in range(rounds):
+                for name, fn in stages.items():
+                    times[name].append(_per_call_us(fn, seconds))
+            raw_us = statistics.median(times["raw pyzmq send+recv"])
+            for name in stages:
+                us = statistics.median(times[name])
+                rows.append({"size": _size_name(size), "size_bytes": size, "stage": name, "us_per_msg": us,
+                             "ratio": us / raw_us if raw_us else 0.0})
+        a.close()
+        b.close()
+        inbox.close()
+        outlet.close()
+    finally:
+        ctx.destroy(linger=0)
+    return rows
+
+
+BREAKDOWN_COLUMNS = ("size", "stage", "us_per_msg", "ratio")

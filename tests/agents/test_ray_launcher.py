@@ -200,6 +200,7 @@ def test_silent_agent_is_detected_by_heartbeats(ray_instance: Any, tmp_path: Pat
                 os.kill(pid, signal.SIGKILL)
     _assert_failed_but_kept(summary, meta, run_dir)
     assert "sent no heartbeat" in summary["error"]
+    print(f"l2 frozen; the run ended {took:.1f} s later: {summary['error']}")
     assert took < 30, f"the run took {took:.1f} s to stop after l2 went silent"
     assert not pid_alive(frozen[0])
 
@@ -214,6 +215,7 @@ def test_killed_actor_fails_the_run_at_once(ray_instance: Any, tmp_path: Path,
     summary, meta, took, run_dir = _run_and_disrupt(tmp_path, monkeypatch, kill)
     _assert_failed_but_kept(summary, meta, run_dir)
     assert "exited with code -9" in summary["error"]
+    print(f"l2 killed; the run ended {took:.1f} s later: {summary['error']}")
     assert took < 30, f"the run took {took:.1f} s to stop after l2 was killed"
     assert ray_instance.is_initialized()  # a Ray this launcher did not start is left running
 

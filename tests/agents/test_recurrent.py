@@ -128,6 +128,24 @@ def test_target_with_zero_sg_is_the_truncated_true_gradient() -> None:
     torch.testing.assert_close(learner.last_target, h_t.grad * b)
 
 
+def test_aux_loss_does_not_leak_into_the_sg_target() -> None:
+    """DNI + Aux: M's bootstrapped target is the task loss + carried-back SG gradient, not the aux loss's."""
+    learner, core, readout, x, y, mask, b, t = _setup()
+    cfg = RecurrentConfig(hidden=4, window=t, sg="dni", aux=True, aux_weight=5.0, lr=0.0, sg_lr=0.0,
+                          sg_scale=0.5, clip=0.0)
+    aux_learner = TBPTTLearner(core, readout, sq_loss, cfg, state_size=4, out_size=4)
+    aux_learner.sg.load_state_dict(learner.sg.state_dict())
+    aux_learner.sg.double()
+    aux_learner.aux.double()
+    for lrn in (learner, aux_learner):
+        lrn.start_episode(b)
+        for k in range(2):
+            sl = slice(k * t, (k + 1) * t)
+            m, _ = lrn.train_window(x[sl], y[sl], mask[sl], done=False)
+    assert m["aux_loss"] > 0
+    torch.testing.assert_close(aux_learner.last_target, learner.last_target)
+
+
 def test_sg_metrics_and_bptt_baseline() -> None:
     cfg = RecurrentConfig(hidden=8, window=2, sg="none")
     core = LinearRNN(2, 8).float()

@@ -18,7 +18,7 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     assert out.stdout.strip().splitlines()[-1] == str(run_dir)
     s = summary(run_dir)
     assert s["status"] == "completed"
-    assert 0 <= s["eval"]["test_error"] < 80  # learned something in 40 small steps (chance is 90 %)
+    assert 0 <= s["eval"]["test_error"] < 85  # learned something in 40 small steps (chance is 90 %)
     meta = json.loads((run_dir / "meta.json").read_text())
     assert set(meta["agents"]) == {"env", "l1", "l2", "l3", "head"}
     assert all(a["pid"] and a["device"] == "cpu" for a in meta["agents"].values())

@@ -58,6 +58,7 @@ def test_k_sweep_cells_check() -> None:
     ("env.kwargs.episode_length=18", "levels"),
     ("agents.x=1", "agents"),
     ("levels.slow.slowdown=0.5", "levels.slow.slowdown"),
+    ("defaults.edge.synthesizer.context=label", "defaults.edge.synthesizer.context"),
 ])
 def test_bad_keys_are_rejected_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(RecipeError) as err:

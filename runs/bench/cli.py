@@ -1,0 +1,183 @@
+"""``dnilab bench``: the click group; each command prints a table and, with ``--json PATH``, writes its rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .table import Row, machine, print_table, write_json
+
+_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _console() -> Console:
+    return Console(width=200) if not Console().is_terminal else Console()
+
+
+def _sizes(text: str) -> list[int]:
+    """"4K,64K,1M,16M" (binary units) or plain byte counts."""
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower().removesuffix("ib").removesuffix("b")
+        mult = _UNITS.get(part[-1:], 1)
+        out.append(int(float(part.rstrip("kmg")) * mult))
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _emit(title: str, rows: Sequence[Row], columns: Sequence[str], bench: str, json_path: str | None,
+          collected: list[Row] | None = None) -> None:
+    tagged = [{"bench": bench, **row} for row in rows]
+    print_table(title, tagged, ["bench", *columns], _console())
+    if json_path:
+        write_json(json_path, tagged)
+    if collected is not None:
+        collected.extend(tagged)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def bench() -> None:
+    """Benchmarks; every row carries its parameters and a ratio measured side by side in the same run."""
+
+
+json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+                           help="Also write the rows as a JSON list to this file.")
+out_option = click.option("--out", type=click.Path(file_okay=False), default=None,
+                          help="Folder for the benchmark's run folders (default: a temporary folder).")
+
+
+@bench.command()
+@click.option("--sizes", default="4K,64K,1M,16M", show_default=True, help="Tensor sizes (K/M = KiB/MiB).")
+@click.option("--transports", default="ipc,tcp", show_default=True)
+@click.option("--seconds", default=1.0, show_default=True, help="Time per channel and size (split in rounds).")
+@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds per channel and size.")
+@click.option("--no-curve", is_flag=True, help="Skip the CURVE-encrypted tcp rows.")
+@click.option("--breakdown/--no-breakdown", default=True, show_default=True,
+              help="Also time each stage of a message in one process (where the overhead goes).")
+@json_option
+def transport(sizes: str, transports: str, seconds: float, rounds: int, no_curve: bool, breakdown: bool,
+              json_path: str | None, collected: list[Row] | None = None) -> None:
+    """One tensor stream between two processes: dnilab's channel vs raw pyzmq (and CURVE vs plain tcp)."""
+    from . import transport as t
+
+    rows = t.bench_transport(_sizes(sizes), [x.strip() for x in transports.split(",")], seconds, rounds,
+                             curve=not no_curve)
+    if breakdown:
+        parts = t.breakdown(_sizes(sizes))
+        rows_all = rows + parts
+        _emit("transport: dnilab channel vs raw pyzmq", rows, t.COLUMNS, "transport", None, collected)
+        _emit("transport: cost per message by stage (one process)", parts, t.BREAKDOWN_COLUMNS,
+              "transport-breakdown", None, collected)
+        if json_path:
+            write_json(json_path, [{"bench": "transport", **r} for r in rows_all])
+    else:
+        _emit("transport: dnilab channel vs raw pyzmq", rows, t.COLUMNS, "transport", json_path, collected)
+
+
+@bench.command()
+@click.option("--agents", "agents", default="2,4,8,16", show_default=True, help="Chain lengths N.")
+@click.option("--stage-ms", default="5,20", show_default=True, help="Simulated device ms per forward/backward.")
+@click.option("--modes", default="dni,unlock", show_default=True, help="Compared with backprop: dni, unlock.")
+@click.option("--steps", default=12, show_default=True, help="Locked batches to measure per run (sets its time).")
+@click.option("--min-seconds", default=3.0, show_default=True, help="Shortest measurement per run.")
+@out_option
+@json_option
+def pipeline(agents: str, stage_ms: str, modes: str, steps: int, min_seconds: float, out: str | None,
+             json_path: str | None, collected: list[Row] | None = None) -> None:
+    """N sleeping agents in a chain: speed-up of dni and complete unlock over backprop (ideal N)."""
+    from . import pipeline as p
+
+    rows = p.bench_pipeline(_ints(agents), _floats(stage_ms), [m.strip() for m in modes.split(",")], steps,
+                            min_seconds, Path(out) if out else None)
+    _emit("pipeline: unlocked vs update-locked chains", rows, p.COLUMNS, "pipeline", json_path, collected)
+
+
+@bench.command()
+@click.option("--seconds", default=10.0, show_default=True, help="About this much training per run.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:0 or auto (as run.device).")
+@out_option
+@json_option
+def compute(seconds: float, device: str, out: str | None, json_path: str | None,
+            collected: list[Row] | None = None) -> None:
+    """MNIST FCN: 2 agents cdni vs backprop; 4 agents in processes vs in one process."""
+    from . import compute as c
+
+    rows = c.bench_compute(seconds, device, Path(out) if out else None)
+    _emit("compute: real MNIST FCN work", rows, c.COLUMNS, "compute", json_path, collected)
+
+
+@bench.command()
+@click.option("--seconds", default=8.0, show_default=True, help="About this much training per measurement.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:0 or auto (as run.device).")
+@out_option
+@json_option
+def fused(seconds: float, device: str, out: str | None, json_path: str | None,
+          collected: list[Row] | None = None) -> None:
+    """The FCN as one dnilab agent vs a plain PyTorch training loop of the same network."""
+    from . import fused as f
+
+    rows = f.bench_fused(seconds, device, Path(out) if out else None)
+    _emit("fused: one dnilab agent vs plain PyTorch", rows, f.COLUMNS, "fused", json_path, collected)
+
+
+@bench.command()
+@click.option("--seconds", default=8.0, show_default=True, help="About this much training per run.")
+@click.option("--agents", "n_agents", default=16, show_default=True, help="N of the pipeline measured.")
+@out_option
+@json_option
+def memory(seconds: float, n_agents: int, out: str | None, json_path: str | None,
+           collected: list[Row] | None = None) -> None:
+    """Peak RSS per agent and of the supervisor; no growth with a 10x slowed agent."""
+    from . import memory as m
+
+    peaks, growth = m.bench_memory(seconds, Path(out) if out else None, agents=n_agents)
+    _emit("memory: peak RSS (ratio = peak / 400 MB)", peaks, m.PEAK_COLUMNS, "memory", None, collected)
+    _emit("memory: one agent slowed 10x (ratio = end / early RSS)", growth, m.GROWTH_COLUMNS, "memory-growth",
+          None, collected)
+    if json_path:
+        write_json(json_path, [{"bench": "memory", **r} for r in peaks]
+                   + [{"bench": "memory-growth", **r} for r in growth])
+
+
+@bench.command(name="all")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every benchmark's rows as one JSON list.")
+@click.option("--device", default="auto", show_default=True, help="Device of the compute and fused agents.")
+@click.option("--quick", is_flag=True, help="Tiny sizes and budgets (a smoke run, not a measurement).")
+@out_option
+@click.pass_context
+def all_(ctx: click.Context, json_path: str | None, device: str, quick: bool, out: str | None) -> None:
+    """Every benchmark in turn (about 15 minutes on a 2-core machine)."""
+    rows: list[Row] = []
+    console = _console()
+    console.print(f"machine: {machine()}")
+    t0 = time.monotonic()
+    base = Path(out) if out else None
+    sub = (lambda name: str(base / name)) if base else (lambda name: None)
+    if quick:
+        ctx.invoke(transport, sizes="4K,1M", transports="ipc", seconds=0.2, rounds=2, no_curve=True,
+                   breakdown=True, json_path=None, collected=rows)
+        ctx.invoke(pipeline, agents="2", stage_ms="5", modes="dni", steps=4, min_seconds=1.0, out=sub("pipeline"),
+                   json_path=None, collected=rows)
+    else:
+        ctx.invoke(transport, sizes="4K,64K,1M,16M", transports="ipc,tcp", seconds=1.0, rounds=5, no_curve=False,
+                   breakdown=True, json_path=None, collected=rows)
+        ctx.invoke(pipeline, agents="2,4,8,16", stage_ms="5,20", modes="dni,unlock", steps=12, min_seconds=3.0,
+                   out=sub("pipeline"), json_path=None, collected=rows)
+        ctx.invoke(compute, seconds=10.0, device=device, out=sub("compute"), json_path=None, collected=rows)
+        ctx.invoke(fused, seconds=8.0, device=device, out=sub("fused"), json_path=None, collected=rows)
+        ctx.invoke(memory, seconds=8.0, n_agents=16, out=sub("memory"), json_path=None, collected=rows)
+    console.print(f"all benchmarks took {time.monotonic() - t0:.0f} s")
+    if json_path:
+        write_json(json_path, rows)
