@@ -24,13 +24,16 @@ def main() -> None:
 @click.option("--launcher", type=click.Choice(["local", "inproc", "ray"]), default=None,
               help="Where agents run: local processes (default), all in this process, or Ray actors.")
 @click.option("--address", default=None, help="Ray cluster address (with --launcher ray); default: start a local one.")
+@click.option("--keys", type=click.Path(file_okay=False), default=None,
+              help="CURVE key directory for tcp/ray runs (missing keys are created there).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(recipe: str, overrides: tuple[str, ...], out: str | None, launcher: str | None, address: str | None,
-        quiet: bool) -> None:
+        keys: str | None, quiet: bool) -> None:
     """Run RECIPE (a TOML file). Prints the run folder as its last line; exit status 0 only if completed."""
     from .execute import execute, prepare
 
-    extra = list(overrides) + ([f"run.address={address!r}"] if address else [])
+    extra = list(overrides) + ([f"run.address={address!r}"] if address else []) + \
+        ([f"run.keys={keys!r}"] if keys else [])
     try:
         prepared, plan = prepare(recipe, extra, launcher)
     except RecipeError as err:

@@ -31,7 +31,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "run": {"name": str, "kind": str, "steps": int, "seconds": (int, float), "seed": int,
             "eval_every": int, "launcher": str, "transport": str, "device": str, "window": int,
             "capacity": int, "metrics_every": int, "address": str, "description": str,
-            "log_every": int, "eval_chars": int},  # the last two: recurrent recipes only
+            "log_every": int, "eval_chars": int,  # these two: recurrent recipes only
+            "keys": str},  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
     "env": {"id": str, "kwargs": dict, "eval": dict},
     "model": {"kind": str, "depth": int, "hidden": int, "channels": list, "classes": int},
     "defaults": {"agent": dict, "edge": dict},

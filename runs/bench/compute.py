@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from agents import pick_device
+
 from ..recipe import apply_overrides, read_recipe
 from .runner import RunResult, run_recipe
 from .stacks import split_fcn
@@ -96,7 +98,7 @@ def bench_compute(seconds: float = 10.0, device: str = "auto", out: Path | None 
     """Two rows; each run trains about ``seconds`` worth of batches at the calibrated one-thread rate."""
     out = Path(out or tempfile.mkdtemp(prefix="dnilab-bench-compute-"))
     steps = max(60, int(seconds * (rate or calibrate())))
-    dev = {"device": device, "steps": steps}
+    dev = {"device": pick_device(0, device), "steps": steps}
     cap = 10 * seconds + 120  # a safety cap only: agents may start long after the env on a busy machine
     rows = [
         compare("2 agents (1+3 layers): cdni vs backprop",
