@@ -145,10 +145,9 @@ def describe(recipe: dict[str, Any]) -> dict[str, Any]:
             task = "ptb" if corpus in ("ptb", "penntreebank", "penn_treebank") else f"charlm-{corpus}"
         out.update(task=task, depth=agent.get("window", 3), mode=_rnn_mode(agent))
     else:
-        agent = recipe.get("agent", {}) or recipe.get("levels", {})
         out["task"] = f"{kind} {dataset}"
-        if isinstance(agent, dict) and "sg" in agent:
-            out["mode"] = _rnn_mode(agent)
+        out["depth"] = len(recipe.get("levels", {})) or None
+        out["mode"] = _ff_mode(recipe)  # multiscale edges use the same [defaults.edge] modes
     return out
 
 
