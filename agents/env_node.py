@@ -38,7 +38,7 @@ class EnvNode(Node):
 
     def __init__(self, graph: Graph, env_id: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any],
                  steps: int, seconds: float = 0.0, seed: int = 0, eval_every: int = 0, window: int = 4,
-                 metrics_every: int = 50, make: str = "environments:make") -> None:
+                 metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False) -> None:
         self.graph = graph
         self.env_id = env_id
         self.env_kwargs = env_kwargs
@@ -53,12 +53,14 @@ class EnvNode(Node):
         names = graph.order()
         self.fed = [n for n in names if graph.in_edge(n).sender == ENV]               # credit-limited
         self.broadcast = [n for n in names if graph.in_edge(n).forward == "synthetic"]  # I(x) readers
+        # pace_all: I(x) readers ack too, so every agent sees every batch (equal data); else the fastest sets the pace
+        self.paced = self.fed + (self.broadcast if pace_all else [])
         self.labelled = [n for n in names if graph.needs_labels(n)]
         self.heads = graph.heads()
 
     def expectations(self) -> Expectations:
         expect = Expectations()
-        for n in self.fed:
+        for n in self.paced:
             expect.allow(Kind.CONTROL, f"{ENV}->{n}", n)
         return expect
 
@@ -70,7 +72,7 @@ class EnvNode(Node):
         make = load_factory(self.make)
         self.env = make(self.env_id, **self.env_kwargs)
         self.eval_env = make(self.env_id, **{**self.env_kwargs, **self.eval_kwargs})
-        self.inflight = {n: 0 for n in self.fed}
+        self.inflight = {n: 0 for n in self.paced}
         self.step = 0
         self.round = 0
         self.done = False
@@ -134,6 +136,8 @@ class EnvNode(Node):
             self.inflight[n] += 1
             self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
         for n in self.broadcast:
+            if n in self.inflight:
+                self.inflight[n] += 1
             self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
         for n in self.labelled:
             self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))

@@ -74,7 +74,7 @@ class FeedForwardAgent(Node):
     """A stage or a head of a feed-forward system; see the module docstring for one step."""
 
     def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
-                 window: int = 4, capacity: int = 32, metrics_every: int = 50) -> None:
+                 window: int = 4, capacity: int = 32, metrics_every: int = 50, ack_inputs: bool = False) -> None:
         self.spec = spec
         self.name = spec.name
         self.graph = graph
@@ -88,6 +88,7 @@ class FeedForwardAgent(Node):
         self.run_dir = Path(run_dir) if run_dir else None
         self.seed = seed
         self.device = torch.device(spec.device)
+        self.ack_inputs = ack_inputs and self.synthetic_in  # the environment paces on every reader of x
 
     # -- set-up ---------------------------------------------------------------------------------
     def expectations(self) -> Expectations:
@@ -113,6 +114,8 @@ class FeedForwardAgent(Node):
         names = [e.receiver for e in self.out_edges]
         if self.in_edge.sends_targets or self.in_edge.forward == "real":
             names.append(self.in_edge.sender)  # targets and acks go back
+        if self.ack_inputs:
+            names.append(ENV)
         return sorted(set(names))
 
     def start(self, rt) -> None:  # noqa: ANN001 - NodeRuntime
@@ -249,8 +252,8 @@ class FeedForwardAgent(Node):
                  and (not self.needs_labels or s in self.labels)]
         if not ready:
             return None
-        if not self.synthetic_in:
-            return min(ready)  # forward-locked: every step, in order
+        if not self.synthetic_in or self.ack_inputs:
+            return min(ready)  # forward-locked, or paced by the environment: every step, in order
         # forward-unlocked: never wait; take the newest step whose real h is here, else the newest through I(x)
         real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
         return max(real) if real else max(ready)
@@ -264,9 +267,13 @@ class FeedForwardAgent(Node):
         else:
             x = self._driver().pop(step).to(self.device)
             self._ack(step)
-        self.skipped += sum(1 for s in self._driver().steps() if s < step)
-        for s in [s for s in self._driver().steps() if s < step]:
+        older = [s for s in self._driver().steps() if s < step]
+        self.skipped += len(older)
+        for s in older:
             self._driver().pop(s)
+        if self.ack_inputs:
+            for s in [*older, step]:
+                self.rt.send(ENV, Message(Kind.CONTROL, self.name, f"{ENV}->{self.name}", s, [], {"verb": "ack"}))
         label = self.labels.pop(step).to(self.device) if self.needs_labels else None
         for s in [s for s in self.labels.steps() if s < step]:
             self.labels.pop(s)

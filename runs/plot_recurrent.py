@@ -72,7 +72,8 @@ def plot_copy(runs: list[dict], task: str, out: Path) -> Path | None:
     for r in sorted(runs, key=lambda r: (r["T"], r["mode"], r["name"])):
         c, ls = colors[r["T"]], STYLE[r["mode"]]
         ax[0].plot(*_xy(r["rows"], "max_length"), ls, color=c, label=f"{r['name']} (solved)")
-        ax[0].plot(*_xy(r["rows"], "length"), ls, color=c, alpha=0.3)
+        level = [{**row, "level": row["length"] * row.get("repeats", 1)} for row in r["rows"] if "length" in row]
+        ax[0].plot(*_xy(level, "level"), ls, color=c, alpha=0.3)
         if r["mode"] != "bptt":
             ax[1].plot(*_xy(r["rows"], "sg_cosine"), ls, color=c, label=r["name"])
             ax[2].plot(*_xy(r["rows"], "sg_norm_ratio"), ls, color=c, label=r["name"])

@@ -23,7 +23,7 @@ class RecipeError(ValueError):
 RUN_DEFAULTS: dict[str, Any] = {
     "name": "", "kind": "feedforward", "steps": 1000, "seconds": 0.0, "seed": 0, "eval_every": 0,
     "launcher": "local", "transport": "ipc", "device": "auto", "window": 4, "capacity": 32,
-    "metrics_every": 50, "address": "",
+    "metrics_every": 50, "address": "", "pace": "fastest",
 }
 
 # section -> key -> expected type(s); "any" tables are checked by the code that consumes them
@@ -32,7 +32,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "eval_every": int, "launcher": str, "transport": str, "device": str, "window": int,
             "capacity": int, "metrics_every": int, "address": str, "description": str,
             "log_every": int, "eval_chars": int,  # these two: recurrent recipes only
-            "keys": str},  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
+            "keys": str, "pace": str},  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
     "env": {"id": str, "kwargs": dict, "eval": dict},
     "model": {"kind": str, "depth": int, "hidden": int, "channels": list, "classes": int},
     "defaults": {"agent": dict, "edge": dict},
@@ -118,6 +118,8 @@ def check_common(recipe: dict[str, Any]) -> dict[str, Any]:
         raise RecipeError(f"run.launcher: expected one of {LAUNCHERS}, got {run['launcher']!r}")
     if run["transport"] not in TRANSPORTS:
         raise RecipeError(f"run.transport: expected one of {TRANSPORTS}, got {run['transport']!r}")
+    if run["pace"] not in ("fastest", "all"):
+        raise RecipeError(f"run.pace: expected 'fastest' or 'all', got {run['pace']!r}")
     for key in ("steps", "window", "capacity", "metrics_every"):
         if run[key] < 1:
             raise RecipeError(f"run.{key}: must be >= 1, got {run[key]}")
