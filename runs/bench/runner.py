@@ -131,7 +131,8 @@ def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[st
             spec.kwargs["layers"] = stacks[spec.name]
     ctx = zmq.Context()
     launcher = make_launcher(recipe, ctx)
-    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx)
+    # a generous start-up limit: 17 processes importing torch on 2 busy cores take minutes
+    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, start_timeout_s=900)
     sampler = Sampler(run_dir, sample_s, records.t0)
     sampler.start()
     try:
