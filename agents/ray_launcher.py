@@ -97,7 +97,7 @@ class RayLauncher:
     heartbeats = True
 
     def __init__(self, address: str | None = None, keys: str | None = None, bind_host: str | None = None,
-                 num_cpus: int | None = None, strategy: str = "PACK", heartbeat_timeout_s: float = 6.0,
+                 num_cpus: int | None = None, strategy: str = "PACK", heartbeat_timeout_s: float = 10.0,
                  placement_timeout_s: float = 120.0) -> None:
         self.ray = require_ray()
         if address and address.startswith("ray://"):
