@@ -208,6 +208,9 @@ def test_silent_agent_is_detected_by_heartbeats(ray_instance: Any, tmp_path: Pat
     assert "sent no heartbeat" in summary["error"]
     print(f"l2 frozen; the run ended {took:.1f} s later: {summary['error']}")
     assert took < 30, f"the run took {took:.1f} s to stop after l2 went silent"
+    deadline = time.monotonic() + 20  # ray.kill is asynchronous: the raylet reaps the frozen worker shortly after
+    while pid_alive(frozen[0]) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not pid_alive(frozen[0])
 
 
