@@ -151,6 +151,7 @@ class FeedForwardAgent(Node):
         self.eval_loss = 0.0
         self.inflight: dict[str, int] = {e.name: 0 for e in self.out_edges if e.forward == "real"}
         self.pending: Pending | None = None
+        self.frozen = False
         self.last_step = -1
         self.steps_done = 0
         self.skipped = 0
@@ -244,6 +245,8 @@ class FeedForwardAgent(Node):
         return self.inputs if (self.in_edge.sender == ENV or self.synthetic_in) else self.acts
 
     def _next_step(self) -> int | None:
+        if self.frozen:
+            return None  # after the final evaluation: the checkpoint must be the system that was evaluated
         if self.pending is not None:
             return None  # update-locked: waiting for a true gradient
         if any(n >= self.window for n in self.inflight.values()):
@@ -377,6 +380,7 @@ class FeedForwardAgent(Node):
                 self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
         if meta["last"]:
             self.eval_next = 0
+            self.frozen = bool(meta.get("final"))
             if self.spec.head:
                 total = max(self.eval_total, 1)
                 result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),

@@ -41,7 +41,7 @@ class Supervisor:
 
     def __init__(self, specs: list[NodeSpec], launcher: Launcher, recorder: Recorder, run_id: str,
                  ctx: zmq.Context | None = None, heartbeat_timeout_s: float = 15.0,
-                 start_timeout_s: float = 180.0, wiring_extra: dict[str, Any] | None = None) -> None:
+                 start_timeout_s: float = 300.0, wiring_extra: dict[str, Any] | None = None) -> None:
         self.specs = specs
         self.launcher = launcher
         self.recorder = recorder

