@@ -42,6 +42,7 @@ from agents.graph import validate_topology
 from environments import make
 
 from .recipe import SYNTH_KEYS, RecipeError, _check_table
+from .records import read_jsonl
 
 __all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale",
            "time_to_reach"]
@@ -247,25 +248,13 @@ def multiscale_specs(recipe: dict[str, Any], plan: MultiscalePlan, run_dir: str)
 
 # -------------------------------------------------------------------------------------- figure
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
     """Eval rows of a run (test_accuracy %, train_s, at = env steps trained, samples)."""
     import tomllib
 
     recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
     batch = recipe.get("env", {}).get("kwargs", {}).get("batch_size", 64)
-    rows = [r for r in _read_jsonl(run_dir / "metrics" / "eval.jsonl") if "test_accuracy" in r]
+    rows = [r for r in read_jsonl(run_dir / "metrics" / "eval.jsonl") if "test_accuracy" in r]
     for r in rows:
         r["samples"] = r.get("at", 0) * batch
     return rows
