@@ -40,21 +40,28 @@ def peak_rows(config: str, res: RunResult, collapse: bool = False) -> list[Row]:
 
 
 def growth_rows(config: str, res: RunResult, counters: dict[str, dict]) -> list[Row]:
-    """RSS after the first third of the run vs at its end, per process."""
+    """Per process: peak RSS in the last third of the run against the peak in the middle third."""
     samples = res.sampler.samples
     if len(samples) < 6:
         return []
-    early, late = samples[len(samples) // 3], samples[-2]
+    third = len(samples) // 3
+    middle, last = samples[third:2 * third], samples[2 * third:]
+
+    def peak(part: list, name: str) -> float:
+        return max((row[name][0] for _, row in part if name in row), default=0.0)
+
     rows = []
-    for name, (rss_late, _) in sorted(late[1].items()):
-        rss_early = early[1].get(name, (rss_late, 0.0))[0]
-        ratio = rss_late / rss_early if rss_early else 0.0
+    for name in sorted({n for _, row in samples for n in row}):
+        early, late = peak(middle, name), peak(last, name)
+        if not early or not late:
+            continue
+        ratio = late / early
         stats = counters.get(name, {})
         dropped = sum(v for k, v in stats.items() if k.endswith(("dropped", "skipped")) and isinstance(v, int | float))
-        rows.append({"config": config, "process": name, "rss_early_mb": rss_early, "rss_end_mb": rss_late,
-                     "growth_mb": rss_late - rss_early, "ratio": ratio, "target": GROWTH_TARGET,
+        rows.append({"config": config, "process": name, "rss_early_mb": early, "rss_end_mb": late,
+                     "growth_mb": late - early, "ratio": ratio, "target": GROWTH_TARGET,
                      "met": ratio <= GROWTH_TARGET, "dropped_or_skipped": dropped,
-                     "seconds": late[0] - early[0]})
+                     "seconds": samples[-1][0] - samples[third][0]})
     return rows
 
 

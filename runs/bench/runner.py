@@ -56,18 +56,21 @@ class Sampler(threading.Thread):
                 except psutil.NoSuchProcess:
                     pass
 
+    def sample(self) -> None:
+        self._pids()
+        row: dict[str, tuple[float, float]] = {}
+        for name, proc in list(self._procs.items()):
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_times()
+                    row[name] = (proc.memory_info().rss / 2**20, cpu.user + cpu.system)
+            except psutil.Error:
+                continue
+        self.samples.append((time.monotonic() - self.t0, row))
+
     def run(self) -> None:
         while not self.stopped.wait(self.every_s):
-            self._pids()
-            row: dict[str, tuple[float, float]] = {}
-            for name, proc in list(self._procs.items()):
-                try:
-                    with proc.oneshot():
-                        cpu = proc.cpu_times()
-                        row[name] = (proc.memory_info().rss / 2**20, cpu.user + cpu.system)
-                except psutil.Error:
-                    continue
-            self.samples.append((time.monotonic() - self.t0, row))
+            self.sample()
 
     def peak_rss(self) -> dict[str, float]:
         peak: dict[str, float] = {}
@@ -77,8 +80,10 @@ class Sampler(threading.Thread):
         return peak
 
     def stop(self) -> None:
+        """Stop sampling, with one last sample so that even a very short run has one."""
         self.stopped.set()
         self.join(2)
+        self.sample()
 
 
 @dataclass
