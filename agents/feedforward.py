@@ -36,7 +36,7 @@ from interfaces import (
 
 from .blocks import ClassifierHead, build_module
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
-from .node import SUPERVISOR, Node, Stop
+from .node import Node
 from .optim import build_optimizer
 
 
@@ -227,19 +227,6 @@ class FeedForwardAgent(Node):
         if stats:
             self.means.add(stats, f"{self.in_edge.name}/")
         return True
-
-    def idle(self, seconds: float) -> None:
-        """Wait while still filing arriving messages, so a slow agent never lets its peers' queues grow."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.rt.inbox.recv(max(1, int(left * 1000)))
-            if msg is None:
-                continue
-            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
-                if msg.meta.get("verb") == "stop":
-                    raise Stop()
-                continue
-            self.on_message(msg)
 
     def _driver(self) -> StepBuffer:
         return self.inputs if (self.in_edge.sender == ENV or self.synthetic_in) else self.acts

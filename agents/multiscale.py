@@ -47,7 +47,7 @@ from interfaces import Expectations, Kind, Message, StepBuffer, SyntheticGradien
 
 from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
-from .node import SUPERVISOR, Node, Stop
+from .node import Node
 from .optim import build_optimizer
 
 __all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "solve_hidden"]
@@ -332,19 +332,6 @@ class TickingAgent(Node):
         if self.ticks % self.metrics_every == 0:
             self._report()
         return True
-
-    def idle(self, seconds: float) -> None:
-        """Wait while still filing arriving messages, so a slow agent never lets its peers' queues grow."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.rt.inbox.recv(max(1, int(left * 1000)))
-            if msg is None:
-                continue
-            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
-                if msg.meta.get("verb") == "stop":
-                    raise Stop()
-                continue
-            self.on_message(msg)
 
     def _simulate_device(self, ticks: int = 1) -> None:
         if self.spec.stage_ms > 0:

@@ -93,6 +93,19 @@ class Node:
     def finished(self) -> bool:
         return False
 
+    def idle(self, seconds: float) -> None:
+        """Wait while still filing arriving messages, so a slow agent never lets its peers' queues grow."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.rt.inbox.recv(max(1, int(left * 1000)))
+            if msg is None:
+                continue
+            if msg.kind is Kind.CONTROL and msg.sender == SUPERVISOR:
+                if msg.meta.get("verb") == "stop":
+                    raise Stop()
+                continue
+            self.on_message(msg)
+
     def on_stop(self) -> dict[str, Any]:
         """Save what must survive (checkpoint) and return final statistics."""
         return {}
