@@ -238,8 +238,7 @@ class FeedForwardAgent(Node):
             return None  # update-locked: waiting for a true gradient
         if any(n >= self.window for n in self.inflight.values()):
             return None  # the receiver has not consumed enough: bounded steps in flight
-        ready = [s for s in self._driver().steps() if s > self.last_step
-                 and (not self.needs_labels or s in self.labels)]
+        ready = self._ready_steps()
         if not ready:
             return None
         if not self.synthetic_in or self.ack_inputs:
@@ -247,6 +246,10 @@ class FeedForwardAgent(Node):
         # forward-unlocked: never wait; take the newest step whose real h is here, else the newest through I(x)
         real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
         return max(real) if real else max(ready)
+
+    def _ready_steps(self) -> list[int]:
+        """Training steps whose inputs (and labels, at a head) are here and newer than the last one trained."""
+        return [s for s in self._driver().steps() if s > self.last_step and (not self.needs_labels or s in self.labels)]
 
     def _train_step(self, step: int) -> None:
         if self.synthetic_in:
@@ -343,7 +346,11 @@ class FeedForwardAgent(Node):
         kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
         if (kind, self.eval_next) not in self.eval_store:
             return False
-        return not self.spec.head or (Kind.LABEL.value, self.eval_next) in self.eval_store
+        if self.spec.head and (Kind.LABEL.value, self.eval_next) not in self.eval_store:
+            return False
+        final_starts = self.eval_next == 0 and self.eval_meta[0].get("final") and not self.frozen
+        # the final evaluation must see the trained system: finish the training already here first
+        return not (final_starts and (self.pending is not None or self._ready_steps()))
 
     def _eval_step(self) -> None:
         """Real inputs only: no synthesizer is on this path."""
@@ -351,6 +358,8 @@ class FeedForwardAgent(Node):
         kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
         x = self.eval_store.pop((kind, k)).to(self.device)
         meta = self.eval_meta.pop(k)
+        if k == 0 and meta.get("final"):
+            self.frozen = True  # no training from here on: the checkpoint is the system evaluated
         self.eval_next += 1
         self.module.eval()
         with torch.no_grad():
@@ -367,7 +376,6 @@ class FeedForwardAgent(Node):
                 self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
         if meta["last"]:
             self.eval_next = 0
-            self.frozen = bool(meta.get("final"))
             if self.spec.head:
                 total = max(self.eval_total, 1)
                 result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),

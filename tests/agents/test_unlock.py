@@ -13,8 +13,10 @@ UNLOCK = "runs/mnist-fcn4-unlock-cdni.toml"
 
 def test_a_slowed_agent_does_not_block_the_others(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    # l1 stands for a device-bound stage (it sleeps 10 ms per pass), so on a 2-core machine the CPU goes to the others
     out = dnilab("run", UNLOCK, *sets("run.steps=120", "run.eval_every=0", "run.capacity=8",
-                                      "overrides.l2.slowdown=12.0"), "--out", str(run_dir), "--quiet")
+                                      "overrides.l1.stage_ms=10", "overrides.l2.slowdown=12.0"),
+                 "--out", str(run_dir), "--quiet")
     assert out.returncode == 0, out.stderr
     agents = summary(run_dir)["agents"]
     assert agents["l1"]["steps"] == 120                      # paced by the environment only
