@@ -3,6 +3,7 @@
 Public API (import from ``agents`` only):
 
 - topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
+  ``store_capacity`` (how many steps each agent's stores hold),
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``.
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
@@ -18,7 +19,7 @@ from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
 from .devices import pick_device, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
-from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve
+from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
 from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, solve_hidden
 from .node import Node, NodeRuntime, Wiring
@@ -64,6 +65,7 @@ __all__ = [
     "resolve",
     "run_recurrent",
     "solve_hidden",
+    "store_capacity",
     "threads_per_agent",
     "validate_recurrent",
 ]

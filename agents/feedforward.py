@@ -259,11 +259,13 @@ class FeedForwardAgent(Node):
             self.means.add({"real_input": float(real is not None)})
         else:
             x = self._driver().pop(step).to(self.device)
-            self._ack(step)
         older = [s for s in self._driver().steps() if s < step]
         self.skipped += len(older)
         for s in older:
             self._driver().pop(s)
+        if not self.synthetic_in:  # skipped steps return their credit too, or the sender would stall
+            for s in [*older, step]:
+                self._ack(s)
         if self.ack_inputs:
             for s in [*older, step]:
                 self.rt.send(ENV, Message(Kind.CONTROL, self.name, f"{ENV}->{self.name}", s, [], {"verb": "ack"}))

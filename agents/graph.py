@@ -157,3 +157,18 @@ def resolve(graph: Graph) -> Graph:
         if not spec.head and not graph.out_edges(name):
             raise ValueError(f"agents.{name}: has no output edge and is not a head")
     return graph
+
+
+def store_capacity(requested: int, graph: Graph, window: int) -> int:
+    """Steps each agent's stores hold. 0 sizes them from the chain: in a forward-locked chain the environment
+    (credited by the first agent) may run ``window`` steps ahead per agent, so an agent deep in the chain sees
+    labels up to ``agents x window`` steps before it trains them; a smaller store would drop a label the agent
+    still waits for, and the chain would stall. An explicit capacity too small for that is an error."""
+    need = len(graph.agents) * window + 2
+    locked = any(e.forward == "real" and e.sender != ENV for e in graph.edges)
+    if requested == 0:
+        return max(32, 2 * need)
+    if locked and requested < need:
+        raise ValueError(f"run.capacity: {requested} is too small for a forward-locked chain of "
+                         f"{len(graph.agents)} agents with window {window} (needs >= {need}; 0 sizes it)")
+    return requested

@@ -165,15 +165,24 @@ class Supervisor:
         deadline = time.monotonic() + 20
         alive = {n for n, c in self.launcher.exitcodes().items() if c is None} - self.lost
         while alive - self.done and time.monotonic() < deadline:
-            try:
-                self.launcher.pump()
-                msg = control.recv(50)
-                verb = msg.meta.get("verb") if msg is not None else None
-                if verb in ("done", "error"):
-                    self.done.add(msg.sender)
-                if verb not in (None, "heartbeat"):
-                    self.recorder.record(msg.sender, verb, msg.step, msg.meta)
-            except Exception:  # noqa: BLE001 - shutting down: a bad message must not stop the clean-up
-                pass
+            self.launcher.pump()
+            self._record_stopping(control, 50)
             alive = {n for n, c in self.launcher.exitcodes().items() if c is None} - self.lost
+        while time.monotonic() < deadline and self._record_stopping(control, 50):
+            pass  # what the last nodes said as they stopped (inproc: all of it)
         self.launcher.shutdown(5)
+
+    def _record_stopping(self, control: Inbox, timeout_ms: int) -> bool:
+        """Record one message from a stopping node; False when none came."""
+        try:
+            msg = control.recv(timeout_ms)
+        except Exception:  # noqa: BLE001 - shutting down: a bad message must not stop the clean-up
+            return True
+        if msg is None:
+            return False
+        verb = msg.meta.get("verb")
+        if verb in ("done", "error"):
+            self.done.add(msg.sender)
+        if verb != "heartbeat":
+            self.recorder.record(msg.sender, verb, msg.step, msg.meta)
+        return True

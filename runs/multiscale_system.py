@@ -37,6 +37,7 @@ from agents import (
     level_macs,
     pick_device,
     solve_hidden,
+    store_capacity,
 )
 from agents.graph import validate_topology
 from environments import make
@@ -223,6 +224,10 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
         groups[name] = schedule.group(i, modes) if modes[i] == "backprop" else 0
         held = groups[name] // schedule.periods[i + 1] if groups[name] else 0
         credits[name] = max(run["window"], held + 1)
+    try:
+        run["capacity"] = store_capacity(run["capacity"], graph, max(credits.values(), default=run["window"]))
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
     return MultiscalePlan(graph, schedule, classes, names, groups, credits, macs)
 
 

@@ -22,7 +22,7 @@ class RecipeError(ValueError):
 
 RUN_DEFAULTS: dict[str, Any] = {
     "name": "", "kind": "feedforward", "steps": 1000, "seconds": 0.0, "seed": 0, "eval_every": 0,
-    "launcher": "local", "transport": "ipc", "device": "auto", "window": 4, "capacity": 32,
+    "launcher": "local", "transport": "ipc", "device": "auto", "window": 4, "capacity": 0,
     "metrics_every": 50, "address": "", "pace": "fastest",
 }
 
@@ -120,10 +120,10 @@ def check_common(recipe: dict[str, Any]) -> dict[str, Any]:
         raise RecipeError(f"run.transport: expected one of {TRANSPORTS}, got {run['transport']!r}")
     if run["pace"] not in ("fastest", "all"):
         raise RecipeError(f"run.pace: expected 'fastest' or 'all', got {run['pace']!r}")
-    for key in ("steps", "window", "capacity", "metrics_every"):
+    for key in ("steps", "window", "metrics_every"):
         if run[key] < 1:
             raise RecipeError(f"run.{key}: must be >= 1, got {run[key]}")
-    for key in ("seconds", "eval_every"):
+    for key in ("seconds", "eval_every", "capacity"):  # capacity 0: sized from the chain (agents.store_capacity)
         if run[key] < 0:
             raise RecipeError(f"run.{key}: must be >= 0, got {run[key]}")
     if "env" not in recipe or "id" not in recipe["env"]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, pick_device, resolve, threads_per_agent
+from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, pick_device, resolve, store_capacity, threads_per_agent
 from environments import make
 
 from .recipe import RecipeError, check_agent_table, check_edge_table
@@ -112,7 +112,9 @@ def build_graph(recipe: dict[str, Any]) -> Graph:
     classes = recipe.get("model", {}).get("classes", 10)
     graph = Graph(specs, edge_specs, input_shape, classes)
     try:
-        return resolve(graph)
+        graph = resolve(graph)
+        run["capacity"] = store_capacity(run["capacity"], graph, run["window"])  # the resolved recipe says it
+        return graph
     except ValueError as err:
         raise RecipeError(str(err)) from None
 

@@ -29,13 +29,6 @@ FEATURES, BATCH = 16, 8
 WINDOW = 4  # steps in flight per edge: each edge has its own credits, so a few fill any chain
 
 
-def capacity_for(n: int, window: int = WINDOW) -> int:
-    """Per-agent step stores must hold n * window steps: the env's credits come from the first agent only,
-    so it may run that far ahead of the head, whose label store would otherwise drop the labels it waits
-    for (a deadlock: the head never trains those steps, never acks, and the chain stops)."""
-    return max(32, 2 * n * window + 8)
-
-
 def ideal_rate(n: int, stage_ms: float, mode: str) -> float:
     """Steps/s with zero overhead: locked, one batch per N (f + b); unlocked, one per f + b."""
     return 1000.0 / (2 * stage_ms) / (n if mode == "backprop" else 1)
@@ -53,7 +46,7 @@ def pipeline_recipe(n: int, stage_ms: float, mode: str, seconds: float) -> dict[
     return {
         "run": {"name": f"pipeline-{mode}-n{n}-d{stage_ms:g}", "steps": steps,
                 "seconds": 10 * seconds + 120,  # a safety cap only: agents may start long after the env
-                "eval_every": 0, "window": WINDOW, "capacity": capacity_for(n),
+                "eval_every": 0, "window": WINDOW,
                 "metrics_every": max(1, min(int(rate / 4), steps // 10))},
         "env": {"id": "runs.bench.envs:RandomBatches", "kwargs": {"batch_size": BATCH, "features": FEATURES},
                 "eval": {"split": "test"}},

@@ -12,7 +12,8 @@ from tests.runs.conftest import TINY
 def _run(out: Path, *extra: str) -> tuple[dict, list[float]]:
     recipe, plan = prepare("runs/mnist-fcn4-dni.toml", [*TINY, "run.launcher=inproc", *extra])
     run_dir, summary = execute(recipe, plan, out=out, progress=False)
-    losses = [json.loads(x)["loss"] for x in (run_dir / "metrics" / "head.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (run_dir / "metrics" / "head.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]  # the last row, written at stop, has counters only
     return summary, losses
 
 
@@ -22,3 +23,14 @@ def test_inproc_runs_are_reproducible(tmp_path: Path) -> None:
     assert first["status"] == second["status"] == "completed"
     assert losses_a == losses_b and len(losses_a) >= 3
     assert first["eval"]["test_error"] == second["eval"]["test_error"]
+
+
+def test_a_long_locked_chain_does_not_stall(tmp_path: Path) -> None:
+    """Ten backprop agents: the environment runs up to 10 x window steps ahead of the head, whose label store
+    is sized for it (run.capacity = 0); a store of 32 used to drop labels the head waited for, and stall."""
+    recipe, plan = prepare("runs/mnist-fcn4-backprop.toml", [*TINY, "run.launcher=inproc", "model.depth=10",
+                                                              "run.eval_every=0"])
+    assert recipe["run"]["capacity"] >= 10 * recipe["run"]["window"] + 2
+    _, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed"
+    assert {a["steps"] for name, a in summary["agents"].items() if name != "env"} == {40}

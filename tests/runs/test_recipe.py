@@ -41,6 +41,8 @@ def test_overrides_are_toml_values() -> None:
     ("run.steps=0", "run.steps"),
     ("run.steps=many", "run.steps"),
     ("run.launcher=moon", "run.launcher"),
+    ("run.capacity=-1", "run.capacity"),
+    ("run.capacity=8", "run.capacity"),  # too small for 4 forward-locked agents with window 4
     ("defaults.edge.backward=sideways", "backward"),
     ("defaults.edge.forward=psychic", "forward"),
     ("defaults.edge.synthesizer={hidden=[8], lrr=1}", "defaults.edge.synthesizer.lrr"),
