@@ -105,6 +105,7 @@ class RecurrentConfig:
     sg_lr: float = 1e-3  # Adam, M
     sg_scale: float = 1.0  # multiplies M's output where it is applied (γ above)
     sg_hidden: list[int] = field(default_factory=list)  # M's hidden layers; [] = linear (the paper's)
+    sg_state: str = "hc"  # the boundary state M reads and predicts the gradient of: "hc" = (h, c); "h" = h only
     batch_size: int = 64  # sequences (Copy) or parallel streams (char LM)
     clip: float = 10.0  # global grad-norm clip of the core's update; 0 = off
     eval_batch_size: int = 32  # char LM: streams when evaluating valid/test
@@ -125,6 +126,8 @@ class RecurrentConfig:
                 _check(_is_num(v) and v >= 0, key, "a number >= 0", v)
             elif k == "sg":
                 _check(v in ("dni", "none"), key, "'dni' or 'none'", v)
+            elif k == "sg_state":
+                _check(v in ("hc", "h"), key, "'hc' or 'h'", v)
             elif k == "aux":
                 _check(isinstance(v, bool), key, "true or false", v)
             elif k == "sg_hidden":
@@ -281,11 +284,14 @@ class TBPTTLearner:
         self.sg: Synthesizer | None = None
         self.aux: nn.Linear | None = None
         params = list(core.parameters()) + list(readout.parameters())
+        # "h": M sees and drives only the first state tensor (an LSTM's h, of the core's output size)
+        self.sg_parts = slice(0, 1) if cfg.sg_state == "h" else slice(None)
+        sg_size = out_size if cfg.sg_state == "h" else state_size
         if cfg.sg == "dni":
-            self.sg = Synthesizer(in_shape=(state_size,), hidden=tuple(cfg.sg_hidden)).to(self.device)
+            self.sg = Synthesizer(in_shape=(sg_size,), hidden=tuple(cfg.sg_hidden)).to(self.device)
             self.sg_opt = torch.optim.Adam(self.sg.parameters(), lr=cfg.sg_lr)
             if cfg.aux:
-                self.aux = nn.Linear(out_size, state_size).to(self.device)  # h_t [D] -> predicted SG [S]
+                self.aux = nn.Linear(out_size, sg_size).to(self.device)  # h_t [D] -> predicted SG [S]
                 params += list(self.aux.parameters())
         self.params = params
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -310,11 +316,13 @@ class TBPTTLearner:
         loss = self.loss_fn(logits, target, mask, float(b * self.cfg.window))
         total = loss
         metrics: dict[str, float] = {"loss": float(loss.detach())}
-        s_vec = torch.cat(s_end, dim=-1)  # [B, S]
+        metrics["state_norm"] = float(torch.cat(s_end, dim=-1).detach().norm(dim=-1).mean())
+        s_vec = torch.cat(s_end[self.sg_parts], dim=-1)  # [B, S]: the part of the state M reads and drives
         s0_grads: tuple[Tensor | None, ...] | None = None
         if self.sg is not None:
             with torch.no_grad():  # M's prediction at the end boundary; the future is empty at episode end
                 m_end = torch.zeros_like(s_vec) if done else self.sg(s_vec.detach())  # [B, S] per-sample
+            metrics["sg_applied_norm"] = float(m_end.norm(dim=-1).mean()) * self.cfg.sg_scale
             if not done:
                 total = total + (s_vec * m_end).sum() * (self.cfg.sg_scale / b)
             if self.aux is not None:
@@ -331,7 +339,8 @@ class TBPTTLearner:
         self.opt.step()
         if self.sg is not None and self.pending is not None:
             grads = s0_grads if s0_grads is not None else tuple(s.grad for s in s0)
-            delta = torch.cat([g if g is not None else torch.zeros_like(s) for g, s in zip(grads, s0)], dim=-1) * b
+            parts = zip(grads[self.sg_parts], s0[self.sg_parts])
+            delta = torch.cat([g if g is not None else torch.zeros_like(s) for g, s in parts], dim=-1) * b
             self.last_target = delta.detach()
             metrics.update(self._learn_sg(self.pending, self.last_target))
         self.pending = s_vec.detach() if (self.sg is not None and not done) else None

@@ -38,6 +38,8 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, launcher: str 
         prepared, plan = prepare(recipe, extra, launcher)
     except RecipeError as err:
         raise click.UsageError(f"bad recipe: {err}") from None
+    if out is not None and (Path(out) / "meta.json").exists():  # appending would mix two runs' records
+        raise click.UsageError(f"--out {out}: already holds a run; choose a new folder or delete that one")
     run_dir, summary = execute(prepared, plan, out=out, recipe_path=recipe, progress=not quiet)
     _print_summary(summary)
     if summary["status"] != "completed" and summary.get("error"):

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 import environments  # noqa: F401  (registers dnilab/Copy-v0 etc.)
 from agents.curriculum import Curriculum, CurriculumConfig
 from agents.recurrent import (
+    LSTMCore,
     RecurrentConfig,
     TBPTTLearner,
     copy_loss,
@@ -144,6 +145,25 @@ def test_aux_loss_does_not_leak_into_the_sg_target() -> None:
             m, _ = lrn.train_window(x[sl], y[sl], mask[sl], done=False)
     assert m["aux_loss"] > 0
     torch.testing.assert_close(aux_learner.last_target, learner.last_target)
+
+
+def test_sg_on_h_only_targets_the_h_part_of_the_state() -> None:
+    """sg_state = "h": M reads h and predicts dL/dh only (c, unbounded, is left out); with M = 0 its target
+    is the h half of the full-state target, the truncated true gradient."""
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 3, 2), torch.randn(6, 3, 2)
+    targets = {}
+    for part in ("hc", "h"):
+        torch.manual_seed(1)
+        cfg = RecurrentConfig(hidden=4, window=3, sg="dni", sg_state=part, lr=0.0, sg_lr=0.0, clip=0.0)
+        learner = TBPTTLearner(LSTMCore(2, 4), nn.Linear(4, 2), sq_loss, cfg, state_size=8, out_size=4)
+        assert learner.sg.in_shape == ((4,) if part == "h" else (8,))
+        learner.start_episode(3)
+        for k in range(2):
+            m, _ = learner.train_window(x[3 * k:3 * k + 3], y[3 * k:3 * k + 3], torch.ones(3, 3), done=False)
+        targets[part] = learner.last_target
+    assert m["state_norm"] > 0 and m["sg_applied_norm"] == 0.0  # M starts at zero
+    torch.testing.assert_close(targets["h"], targets["hc"][:, :4])
 
 
 def test_sg_metrics_and_bptt_baseline() -> None:

@@ -38,6 +38,14 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     assert abs(composed_error(comp.stdout) - s["eval"]["test_error"]) <= 1.0  # near-ties may flip with thread count
 
 
+def test_a_folder_holding_a_run_is_not_reused(run_dir: Path) -> None:
+    run_dir.mkdir()
+    (run_dir / "meta.json").write_text("{}")
+    out = dnilab("run", "runs/mnist-fcn4-cdni.toml", *sets(), "--out", str(run_dir), "--quiet")
+    assert out.returncode == 2 and "already holds a run" in out.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["meta.json"]  # nothing written over it
+
+
 def test_bad_recipe_is_rejected_before_anything_starts(tmp_path: Path) -> None:
     out = dnilab("run", "runs/mnist-fcn4-cdni.toml", "--set", "defaults.edge.backward=sideways",
                  "--out", str(tmp_path / "never"))
