@@ -114,6 +114,8 @@ def _ff_mode(recipe: dict[str, Any]) -> str:
     mode = "/".join(sorted(_BACKWARD_NAMES.get(b, b) for b in backward))
     if "synthetic" in forward:
         mode += " + synthetic input"
+        if recipe.get("run", {}).get("pace") == "all":
+            mode += ", equal data"  # the env waits for every agent: not free-running
     return mode
 
 
