@@ -265,6 +265,10 @@ def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+MODE_COLOURS = {"backprop": "tab:blue", "dni": "tab:red", "cdni": "tab:green"}
+VARIANT_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (1, 1)), "x"), ((0, (6, 2)), "v")]
+
+
 def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
     """One PNG: the slow agent's test accuracy vs training seconds (left) and vs training samples (right)."""
     import matplotlib
@@ -273,13 +277,21 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    variants: list[str] = []
     for run_dir in run_dirs:
         rows = accuracy_curve(Path(run_dir))
         if not rows:
             continue
         label = Path(run_dir).name
-        ax_t.plot([r["train_s"] for r in rows], [r["test_accuracy"] for r in rows], marker="o", ms=3, label=label)
-        ax_s.plot([r["samples"] for r in rows], [r["test_accuracy"] for r in rows], marker="o", ms=3, label=label)
+        # one colour per edge mode, one line style per variant (k, simulated devices, levels), so runs are told apart
+        mode = next((m for m in ("cdni", "dni", "backprop") if m in label), "")
+        variant = label.replace(mode, "", 1)
+        if variant not in variants:
+            variants.append(variant)
+        ls, marker = VARIANT_STYLES[variants.index(variant) % len(VARIANT_STYLES)]
+        style = {"color": MODE_COLOURS.get(mode, "grey"), "ls": ls, "marker": marker, "ms": 4, "label": label}
+        ax_t.plot([r["train_s"] for r in rows], [r["test_accuracy"] for r in rows], **style)
+        ax_s.plot([r["samples"] for r in rows], [r["test_accuracy"] for r in rows], **style)
     for ax, xlabel in ((ax_t, "training wall-clock (s)"), (ax_s, "training samples (env steps x batch)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("slow agent test accuracy (%)")
