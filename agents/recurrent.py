@@ -16,6 +16,10 @@ One training window k (state s = concat(h, c), S = 2H; B sequences):
    ``interfaces.SyntheticGradient``. With ``sg_scale`` = γ < 1, M learns a γ-discounted sum of future
    gradients (γ = 1: the exact bootstrap).
 
+``sg_state = "h"``: s above is h alone, not (h, c). On an endless stream (char LM) a linear term <c, M(s)>
+rewards growing the unbounded cell state c along -M without limit, and with forget gates near 1 c's
+boundary target becomes M's own output, so nothing anchors M: the run diverges. h is bounded by tanh.
+
 DNI + Aux (``aux = true``): an extra linear head A(h_t) on every step t of the window is trained (L2,
 weight ``aux_weight``) to predict the synthetic gradient M(s_end) of the window's own end boundary, i.e.
 the SG 1..T steps ahead; its gradient shapes the core (an auxiliary task, as in the paper's DNI + Aux, in
