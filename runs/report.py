@@ -137,6 +137,8 @@ def describe(recipe: dict[str, Any]) -> dict[str, Any]:
         model = recipe.get("model", {})
         out["net"] = model.get("kind", "fcn") if model else "custom"
         out["depth"] = model.get("depth") if model else len(recipe.get("agents", [])) or None
+        if out["depth"] is None and out["net"] == "cnn" and "channels" in model:  # conv agents + the classifier
+            out["depth"] = len(model["channels"]) + 1
         out["task"] = f"{dataset} {out['net']}"
         out["mode"] = _ff_mode(recipe)
     elif kind == "recurrent":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ def test_mode_names_synthetic_input_and_aux(tmp_path: Path) -> None:
     run = collect_runs([tmp_path / "si"])[0]
     assert run["mode"] == "cdni + synthetic input"
     assert run["paper"] is None  # the paper's table has no such cell
+
+
+def test_cnn_depth_counts_conv_agents_and_the_classifier(tmp_path: Path) -> None:
+    folder = _mnist(tmp_path / "cnn", "mnist-cnn3-cdni", 3, "cdni", 1.1)
+    recipe = tomllib.loads((folder / "recipe.toml").read_text())
+    recipe["model"] = {"kind": "cnn", "channels": [32, 64]}  # as runs/mnist-cnn3-*.toml: no depth key
+    (folder / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    run = collect_runs([folder])[0]
+    assert (run["task"], run["depth"], run["paper"].value) == ("mnist cnn", 3, 1.0)  # PAPER.md: cDNI, CNN, 3
 
 
 def test_paper_lookup() -> None:
