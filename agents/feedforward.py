@@ -263,12 +263,11 @@ class FeedForwardAgent(Node):
         self.skipped += len(older)
         for s in older:
             self._driver().pop(s)
-        if not self.synthetic_in:  # skipped steps return their credit too, or the sender would stall
-            for s in [*older, step]:
-                self._ack(s)
+        # skipped steps return their credit too, or the sender would stall
+        if not self.synthetic_in:
+            self._ack(self.in_edge.sender, self.in_edge.name, [*older, step])
         if self.ack_inputs:
-            for s in [*older, step]:
-                self.rt.send(ENV, Message(Kind.CONTROL, self.name, f"{ENV}->{self.name}", s, [], {"verb": "ack"}))
+            self._ack(ENV, f"{ENV}->{self.name}", [*older, step])
         label = self.labels.pop(step).to(self.device) if self.needs_labels else None
         for s in [s for s in self.labels.steps() if s < step]:
             self.labels.pop(s)
@@ -335,9 +334,10 @@ class FeedForwardAgent(Node):
         self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, step,
                                                   [grad.detach()]))
 
-    def _ack(self, step: int) -> None:
-        self.rt.send(self.in_edge.sender, Message(Kind.CONTROL, self.name, self.in_edge.name, step, [],
-                                                  {"verb": "ack"}))
+    def _ack(self, sender: str, edge: str, steps: list[int]) -> None:
+        """Return the credit of these steps to the node that sent them."""
+        for step in steps:
+            self.rt.send(sender, Message(Kind.CONTROL, self.name, edge, step, [], {"verb": "ack"}))
 
     def _simulate_device(self) -> None:
         if self.spec.stage_ms > 0:
