@@ -17,7 +17,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from .wire import ZERO_COPY_MIN_BYTES, Expectations, Message, WireError, decode, encode
+from .wire import Expectations, Message, WireError, decode, encode
 
 _IPC_PATH_MAX = 100  # unix socket paths are limited to ~107 bytes
 
@@ -291,16 +291,14 @@ class Outlet:
         frames = encode(msg)
         last = len(frames) - 1
         sock = self._sock
-        for i, frame in enumerate(frames):
-            flags = zmq.SNDMORE if i < last else 0
-            if i == 0 and not block:
-                flags |= zmq.NOBLOCK
-            # zero-copy only pays off for big frames; small ones are cheaper to copy
-            copy = not (isinstance(frame, memoryview) and frame.nbytes >= ZERO_COPY_MIN_BYTES)
-            try:
-                sock.send(frame, flags, copy=copy)
-            except zmq.Again:
-                return False  # only the first part can fail: zmq queues multipart messages atomically
+        try:  # only the first part can fail: zmq queues multipart messages atomically
+            sock.send(frames[0], (zmq.SNDMORE if last else 0) | (0 if block else zmq.NOBLOCK))
+        except zmq.Again:
+            return False
+        for i in range(1, last + 1):
+            frame = frames[i]
+            # `encode` returns memoryviews only for big frames: zero-copy pays off for those alone
+            sock.send(frame, zmq.SNDMORE if i < last else 0, copy=type(frame) is not memoryview)
         return True
 
     def close(self) -> None:

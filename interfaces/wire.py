@@ -159,6 +159,11 @@ class Expectations:
 
 def _tensor_frame(t: torch.Tensor) -> bytes | memoryview:
     """Raw bytes of t; moves/copies only when needed; big frames stay views for zero-copy sends."""
+    if t.nbytes < ZERO_COPY_MIN_BYTES:
+        try:  # the common case, CPU tensors of numpy dtypes, in one copy (tobytes follows any strides)
+            return t.numpy().tobytes()
+        except (RuntimeError, TypeError):  # needs grad, not on the CPU, or bfloat16
+            pass
     if t.device.type != "cpu":
         t = t.cpu()
     if not t.is_contiguous():
@@ -166,8 +171,6 @@ def _tensor_frame(t: torch.Tensor) -> bytes | memoryview:
     if t.requires_grad:
         t = t.detach()
     view = _NUMPY_VIEW.get(t.dtype)
-    if view is None and t.nbytes < ZERO_COPY_MIN_BYTES:
-        return t.numpy().tobytes()  # fast path for small frames: one copy, no reshape or memoryview
     arr = (t.view(view) if view is not None else t).reshape(-1).numpy()  # 1-D, shares storage
     mv = memoryview(arr).cast("B")
     return mv if mv.nbytes >= ZERO_COPY_MIN_BYTES else mv.tobytes()
@@ -202,7 +205,8 @@ def encode(msg: Message) -> list[bytes | memoryview]:
             kind = Kind(msg.kind).value
             raise WireError(f"unsupported dtype {t.dtype}", msg.sender, msg.edge, msg.step, kind)
         specs.append((name, tuple(t.shape)))
-    prefix = _header_prefix(Kind(msg.kind).value, msg.sender, msg.edge, tuple(specs))
+    kind = msg.kind.value if type(msg.kind) is Kind else Kind(msg.kind).value
+    prefix = _header_prefix(kind, msg.sender, msg.edge, tuple(specs))
     step = str(msg.step) if type(msg.step) is int else _JSON.encode(msg.step)
     meta = "{}" if type(msg.meta) is dict and not msg.meta else _JSON.encode(msg.meta)
     frames: list[bytes | memoryview] = [prefix + f'{step},"meta":{meta}}}'.encode()]
@@ -282,10 +286,65 @@ def _fast_specs(h: dict[str, Any]) -> list[tuple[torch.dtype, list[int]]] | None
     return specs
 
 
+_STEP_KEY, _META_KEY = b',"step":', b',"meta":'
+_EMPTY_META_END = b"{}}"
+# A stream repeats its header up to "step". Once such a prefix has been parsed in full, found well-formed
+# and identical to what `encode` writes for its fields, later headers with that prefix skip the JSON
+# parse: prefix -> (kind, sender, edge, [(dtype, shape, nbytes)]).
+_SIGNATURES: dict[bytes, tuple[Kind, str, str, list[tuple[torch.dtype, list[int], int]]]] = {}
+_SIGNATURES_MAX = 4096
+
+
+def _known_signature(raw: bytes) -> tuple[tuple, int, dict[str, Any]] | None:
+    """(signature, step, meta) of a header whose prefix is known and whose tail is exactly
+    `<step>,"meta":<object>}`; None sends it through the full parse (which names any fault)."""
+    cut = raw.find(_STEP_KEY) + len(_STEP_KEY)
+    sig = _SIGNATURES.get(raw[:cut]) if cut >= len(_STEP_KEY) else None
+    if sig is None:
+        return None
+    end = raw.find(_META_KEY, cut)
+    digits = raw[cut:end]
+    if end < 0 or not (digits.isdigit() and (digits[0] != 48 or len(digits) == 1) or digits == b"-1"):
+        return None  # 48 = "0": JSON has no leading zeros
+    tail = raw[end + len(_META_KEY):]
+    if tail == _EMPTY_META_END:
+        return sig, int(digits), {}
+    try:
+        meta = _JSON_DECODE(tail[:-1].decode()) if tail.endswith(b"}") else None
+    except (ValueError, TypeError):
+        return None
+    return (sig, int(digits), meta) if type(meta) is dict else None
+
+
+def _remember_signature(raw: bytes, h: dict[str, Any], specs: list[tuple[torch.dtype, list[int]]]) -> None:
+    names = tuple((_DTYPE_NAMES[dtype], tuple(shape)) for dtype, shape in specs)
+    prefix = _header_prefix(h["kind"], h["sender"], h["edge"], names)
+    if raw.startswith(prefix):
+        if len(_SIGNATURES) >= _SIGNATURES_MAX:
+            _SIGNATURES.clear()
+        sized = [(dtype, shape, math.prod(shape) * dtype.itemsize) for dtype, shape in specs]
+        _SIGNATURES[prefix] = (_KINDS[h["kind"]], h["sender"], h["edge"], sized)
+
+
 def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message:
     """Validate and decode frames (bytes, memoryview or zmq.Frame) into a Message; WireError otherwise."""
     if len(frames) == 0:
         raise WireError("no frames")
+    raw = frames[0] if type(frames[0]) is bytes else None
+    known = _known_signature(raw) if raw is not None else None
+    if known is not None:
+        (kind, sender, edge, sized), step, meta = known
+        if len(frames) == 1 + len(sized):
+            if expect is not None:
+                expect.check(kind, sender, edge, step, [(dtype, shape) for dtype, shape, _ in sized])
+            tensors = []
+            for (dtype, shape, nbytes), frame in zip(sized, frames[1:]):
+                mv = _buffer(frame)
+                if mv.nbytes != nbytes:
+                    break  # `_validate` names the bad frame
+                tensors.append(_tensor_from(mv, dtype, shape))
+            else:
+                return Message(kind, sender, edge, step, tensors, meta)
     h = _parse_header(frames[0])
     specs = _fast_specs(h)
     if specs is not None and len(frames) == 1 + len(specs):
@@ -298,6 +357,8 @@ def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message
                 break  # `_validate` names the bad frame
             tensors.append(_tensor_from(mv, dtype, shape))
         else:
+            if raw is not None:
+                _remember_signature(raw, h, specs)
             return Message(_KINDS[h["kind"]], h["sender"], h["edge"], h["step"], tensors, h["meta"])
     return _validate(h, frames, expect)
 

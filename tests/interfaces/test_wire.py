@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from interfaces import Expectations, Kind, Message, TensorSpec, WireError, decode, encode
+from interfaces import Expectations, Kind, Message, TensorSpec, WireError, decode, encode, wire
 
 
 def _header(frames):
@@ -191,3 +191,48 @@ def test_decoded_tensor_keeps_zmq_frame_alive():
     del t
     gc.collect()
     assert ref() is None  # released with the tensor
+
+
+def _warm(frames):
+    """Decode a good message once, so that its header prefix is a known signature."""
+    decode(frames)
+    assert wire._known_signature(bytes(frames[0])) is not None
+
+
+def test_known_signature_decodes_like_the_full_parse():
+    _warm(GOOD)
+    for step, meta in ((0, {}), (18, {}), (-1, {}), (123456789, {"phase": "eval", "n": [1, 2]})):
+        msg = Message(Kind.ACT, "l1", "l1->l2", step, [torch.full((2, 3), float(step))], meta)
+        out = decode(encode(msg))
+        assert (out.kind, out.sender, out.edge, out.step, out.meta) == (Kind.ACT, "l1", "l1->l2", step, meta)
+        assert torch.equal(out.tensors[0], msg.tensors[0])
+
+
+@pytest.mark.parametrize(
+    "tail, match",
+    [
+        (b'05,"meta":{}}', "not valid JSON"),                      # JSON has no leading zeros
+        (b'1.5,"meta":{}}', "'step' is float"),
+        (b'true,"meta":{}}', "'step' is bool"),
+        (b'-5,"meta":{}}', "below -1"),
+        (b'17,"meta":[]}', "'meta' is list"),
+        (b'17,"meta":{}', "not valid JSON"),
+        (b'17,"meta":{},"kind":"gossip"}', "unknown kind 'gossip'"),  # a later key overrides the prefix
+    ],
+)
+def test_known_signature_still_rejects_a_bad_tail(tail, match):
+    _warm(GOOD)
+    prefix = GOOD[0][: GOOD[0].index(b',"step":') + len(b',"step":')]
+    with pytest.raises(WireError, match=match):
+        decode([prefix + tail, GOOD[1]])
+
+
+def test_known_signature_still_checks_frames_and_expectations():
+    e = _expect()
+    good = encode(_act(torch.zeros(2, 256)))
+    _warm(good)
+    decode(good, e)
+    _rejects([good[0], good[1][:-4]], "2044 bytes, expected 2048", e)
+    _rejects(good[:1], "announces 1 tensor frame.*got 0", e)
+    e.allow(Kind.ACT, "l1->l2", "l1", [TensorSpec(torch.float32, (None, 128))])
+    _rejects(good, r"shape \[2, 256\], expected \[\*, 128\]", e)
