@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from interfaces import Synthesizer, cosine, norm_ratio
+from interfaces import Synthesizer, adam, agreement
 
 from .curriculum import Curriculum, CurriculumConfig
 
@@ -293,12 +293,12 @@ class TBPTTLearner:
         sg_size = out_size if cfg.sg_state == "h" else state_size
         if cfg.sg == "dni":
             self.sg = Synthesizer(in_shape=(sg_size,), hidden=tuple(cfg.sg_hidden)).to(self.device)
-            self.sg_opt = torch.optim.Adam(self.sg.parameters(), lr=cfg.sg_lr)
+            self.sg_opt = adam(self.sg.parameters(), lr=cfg.sg_lr)
             if cfg.aux:
                 self.aux = nn.Linear(out_size, sg_size).to(self.device)  # h_t [D] -> predicted SG [S]
                 params += list(self.aux.parameters())
         self.params = params
-        self.opt = torch.optim.Adam(params, lr=cfg.lr)
+        self.opt = adam(params, lr=cfg.lr)
         self.state: State | None = None
         self.pending: Tensor | None = None  # [B, S] state at the last boundary, awaiting its target
         self.last_target: Tensor | None = None  # [B, S] the last bootstrapped target (per-sample scale)
@@ -359,9 +359,10 @@ class TBPTTLearner:
         self.sg_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.sg_opt.step()
-        out = {"sg_loss": float(loss.detach()), "sg_cosine": cosine(pred, target)}
+        cos, ratio = agreement(pred, target)
+        out = {"sg_loss": float(loss.detach()), "sg_cosine": cos}
         if float(target.norm()) > 0:
-            out["sg_norm_ratio"] = norm_ratio(pred, target)
+            out["sg_norm_ratio"] = ratio
         return out
 
 

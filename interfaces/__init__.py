@@ -10,14 +10,16 @@ Public API (import from `interfaces`, never from its modules):
 - `StepBuffer`: bounded step-keyed store that counts drops.
 - `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock).
 - `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
-- quality metrics: `cosine`, `norm_ratio`, `relative_l2`.
+- quality metrics: `agreement` (cosine and norm ratio at once), `cosine`, `norm_ratio`, `relative_l2`.
+- `adam`: torch's Adam/AdamW, fused where this torch and device have the kernel.
 
 This package imports no other dnilab package.
 """
 
 from .buffer import StepBuffer
 from .gradient import SyntheticGradient
-from .quality import cosine, norm_ratio, relative_l2
+from .optim import adam
+from .quality import agreement, cosine, norm_ratio, relative_l2
 from .synthesizers import Synthesizer
 from .synthetic_input import SyntheticInput
 from .transport import CurveClient, CurveKeyPair, CurveServer, Inbox, Outlet, make_endpoint
@@ -38,6 +40,8 @@ __all__ = [
     "SyntheticInput",
     "TensorSpec",
     "WireError",
+    "adam",
+    "agreement",
     "cosine",
     "decode",
     "encode",

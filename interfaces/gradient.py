@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from .buffer import StepBuffer
-from .quality import cosine, norm_ratio
+from .optim import adam
+from .quality import agreement
 from .synthesizers import Synthesizer, _shape, run_module
 
 
@@ -33,7 +34,7 @@ class SyntheticGradient:
         self.scale = scale  # multiplies the gradient predict returns (not M's training target)
         self.loss_weight = loss_weight
         self.module = Synthesizer(self.shape, self.shape, hidden, context_dim).to(self.device)
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=lr)
+        self.optimizer = adam(self.module.parameters(), lr=lr)
         self.buffer: StepBuffer[tuple[Tensor, Tensor | None]] = StepBuffer(capacity)
         self.unmatched = 0  # targets that came back for a step no longer (or never) buffered
         self.trained = 0
@@ -66,8 +67,5 @@ class SyntheticGradient:
         loss.backward()
         self.optimizer.step()
         self.trained += 1
-        return {
-            "sg_loss": float(loss.detach()),
-            "sg_cosine": cosine(pred, tgt),
-            "sg_norm_ratio": norm_ratio(pred, tgt),
-        }
+        cos, ratio = agreement(pred, tgt)
+        return {"sg_loss": float(loss.detach()), "sg_cosine": cos, "sg_norm_ratio": ratio}

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .buffer import StepBuffer
+from .optim import adam
 from .quality import relative_l2
 from .synthesizers import Synthesizer, _shape, run_module
 
@@ -28,7 +29,7 @@ class SyntheticInput:
         self.in_shape, self.out_shape = _shape(in_shape), _shape(out_shape)
         self.device = torch.device(device)
         self.module = Synthesizer(self.in_shape, self.out_shape, hidden).to(self.device)
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=lr)
+        self.optimizer = adam(self.module.parameters(), lr=lr)
         self.buffer: StepBuffer[Tensor] = StepBuffer(capacity)
         self.unmatched = 0  # real h that came for a step no longer (or never) buffered
         self.trained = 0
