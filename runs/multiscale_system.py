@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from environments import make
 
 from .recipe import SYNTH_KEYS, RecipeError, _check_table
 from .records import read_jsonl
+from .report import describe
 
 __all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale",
            "time_to_reach"]
@@ -255,8 +257,6 @@ def multiscale_specs(recipe: dict[str, Any], plan: MultiscalePlan, run_dir: str)
 
 def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
     """Eval rows of a run (test_accuracy %, train_s, at = env steps trained, samples)."""
-    import tomllib
-
     recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
     batch = recipe.get("env", {}).get("kwargs", {}).get("batch_size", 64)
     rows = [r for r in read_jsonl(run_dir / "metrics" / "eval.jsonl") if "test_accuracy" in r]
@@ -265,7 +265,7 @@ def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-MODE_COLOURS = {"backprop": "tab:blue", "dni": "tab:red", "cdni": "tab:green"}
+MODE_COLOURS = {"bprop": "tab:blue", "dni": "tab:red", "cdni": "tab:green"}  # by report.describe's mode
 VARIANT_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (1, 1)), "x"), ((0, (6, 2)), "v")]
 
 
@@ -284,8 +284,8 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
             continue
         label = Path(run_dir).name
         # one colour per edge mode, one line style per variant (k, simulated devices, levels), so runs are told apart
-        mode = next((m for m in ("cdni", "dni", "backprop") if m in label), "")
-        variant = label.replace(mode, "", 1)
+        mode = describe(tomllib.loads((Path(run_dir) / "recipe.toml").read_text()))["mode"]
+        variant = label.replace({"bprop": "backprop"}.get(mode, mode), "", 1)
         if variant not in variants:
             variants.append(variant)
         ls, marker = VARIANT_STYLES[variants.index(variant) % len(VARIANT_STYLES)]

@@ -151,8 +151,16 @@ def describe(recipe: dict[str, Any]) -> dict[str, Any]:
     else:
         out["task"] = f"{kind} {dataset}"
         out["depth"] = len(recipe.get("levels", {})) or None
-        out["mode"] = _ff_mode(recipe)  # multiscale edges use the same [defaults.edge] modes
+        out["mode"] = _multiscale_mode(recipe)
     return out
+
+
+def _multiscale_mode(recipe: dict[str, Any]) -> str:
+    """Backward modes of a multiscale chain's edges: [defaults.edge], overridden per level above the first."""
+    default = recipe.get("defaults", {}).get("edge", {}).get("backward", "backprop")
+    levels = [t for t in recipe.get("levels", {}).values() if isinstance(t, dict)][1:]
+    backward = {t.get("backward", default) for t in levels} or {default}
+    return "/".join(sorted(_BACKWARD_NAMES.get(b, b) for b in backward))
 
 
 def _run_dirs(path: Path) -> list[Path]:

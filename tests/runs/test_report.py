@@ -132,3 +132,14 @@ def test_plot_written(tmp_path: Path) -> None:
     out = plot_error_vs_time(runs + ptb, tmp_path / "plots" / "error_vs_time.png")
     assert out.is_file() and out.stat().st_size > 1000
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_multiscale_mode_reads_each_level_over_the_edge_defaults() -> None:
+    from runs.report import describe
+
+    recipe = {"run": {"kind": "multiscale"}, "env": {"id": "dnilab/DigitStream-v0"},
+              "defaults": {"edge": {"backward": "dni"}},
+              "levels": {"fast": {"period": 1}, "mid": {"period": 4}, "slow": {"backward": "backprop"}}}
+    assert (describe(recipe)["mode"], describe(recipe)["depth"]) == ("bprop/dni", 3)
+    del recipe["levels"]["slow"]["backward"]
+    assert describe(recipe)["mode"] == "dni"
