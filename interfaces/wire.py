@@ -326,6 +326,17 @@ def _remember_signature(raw: bytes, h: dict[str, Any], specs: list[tuple[torch.d
         _SIGNATURES[prefix] = (_KINDS[h["kind"]], h["sender"], h["edge"], sized)
 
 
+def _views(sized: Sequence[tuple[torch.dtype, list[int], int]], frames: Sequence[Any]) -> list[torch.Tensor] | None:
+    """Zero-copy tensors of the tensor frames, or None if a frame has the wrong size (`_validate` names it)."""
+    tensors = []
+    for (dtype, shape, nbytes), frame in zip(sized, frames[1:]):
+        mv = _buffer(frame)
+        if mv.nbytes != nbytes:
+            return None
+        tensors.append(_tensor_from(mv, dtype, shape))
+    return tensors
+
+
 def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message:
     """Validate and decode frames (bytes, memoryview or zmq.Frame) into a Message; WireError otherwise."""
     if len(frames) == 0:
@@ -337,26 +348,16 @@ def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message
         if len(frames) == 1 + len(sized):
             if expect is not None:
                 expect.check(kind, sender, edge, step, [(dtype, shape) for dtype, shape, _ in sized])
-            tensors = []
-            for (dtype, shape, nbytes), frame in zip(sized, frames[1:]):
-                mv = _buffer(frame)
-                if mv.nbytes != nbytes:
-                    break  # `_validate` names the bad frame
-                tensors.append(_tensor_from(mv, dtype, shape))
-            else:
+            tensors = _views(sized, frames)
+            if tensors is not None:
                 return Message(kind, sender, edge, step, tensors, meta)
     h = _parse_header(frames[0])
     specs = _fast_specs(h)
     if specs is not None and len(frames) == 1 + len(specs):
         if expect is not None:
             expect.check(_KINDS[h["kind"]], h["sender"], h["edge"], h["step"], specs)
-        tensors = []
-        for (dtype, shape), frame in zip(specs, frames[1:]):
-            mv = _buffer(frame)
-            if mv.nbytes != math.prod(shape) * dtype.itemsize:
-                break  # `_validate` names the bad frame
-            tensors.append(_tensor_from(mv, dtype, shape))
-        else:
+        tensors = _views([(dtype, shape, math.prod(shape) * dtype.itemsize) for dtype, shape in specs], frames)
+        if tensors is not None:
             if raw is not None:
                 _remember_signature(raw, h, specs)
             return Message(_KINDS[h["kind"]], h["sender"], h["edge"], h["step"], tensors, h["meta"])
