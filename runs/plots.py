@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .records import read_jsonl  # noqa: E402
+from .records import read_jsonl
 
 
 def _series(rows: list[dict], key: str, x: str = "step") -> tuple[list, list]:
@@ -40,6 +35,11 @@ def learning_curves(run_dir: Path) -> Path | None:
     panels = [p for p in panels if p[1]]
     if not panels:
         return None
+    import matplotlib  # here, not at the top: every spawned agent process imports this package
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels):
         for label, xs, ys in curves:
