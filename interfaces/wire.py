@@ -290,8 +290,9 @@ _STEP_KEY, _META_KEY = b',"step":', b',"meta":'
 _EMPTY_META_END = b"{}}"
 # A stream repeats its header up to "step". Once such a prefix has been parsed in full, found well-formed
 # and identical to what `encode` writes for its fields, later headers with that prefix skip the JSON
-# parse: prefix -> (kind, sender, edge, [(dtype, shape, nbytes)]).
-_SIGNATURES: dict[bytes, tuple[Kind, str, str, list[tuple[torch.dtype, list[int], int]]]] = {}
+# parse: prefix -> (kind, sender, edge, [(dtype, shape)] for `Expectations.check`, [(dtype, shape, nbytes)]).
+_SIGNATURES: dict[bytes, tuple[Kind, str, str, list[tuple[torch.dtype, list[int]]],
+                               list[tuple[torch.dtype, list[int], int]]]] = {}
 _SIGNATURES_MAX = 4096
 
 
@@ -316,14 +317,14 @@ def _known_signature(raw: bytes) -> tuple[tuple, int, dict[str, Any]] | None:
     return (sig, int(digits), meta) if type(meta) is dict else None
 
 
-def _remember_signature(raw: bytes, h: dict[str, Any], specs: list[tuple[torch.dtype, list[int]]]) -> None:
+def _remember_signature(raw: bytes, h: dict[str, Any], specs: list[tuple[torch.dtype, list[int]]],
+                        sized: list[tuple[torch.dtype, list[int], int]]) -> None:
     names = tuple((_DTYPE_NAMES[dtype], tuple(shape)) for dtype, shape in specs)
     prefix = _header_prefix(h["kind"], h["sender"], h["edge"], names)
     if raw.startswith(prefix):
         if len(_SIGNATURES) >= _SIGNATURES_MAX:
             _SIGNATURES.clear()
-        sized = [(dtype, shape, math.prod(shape) * dtype.itemsize) for dtype, shape in specs]
-        _SIGNATURES[prefix] = (_KINDS[h["kind"]], h["sender"], h["edge"], sized)
+        _SIGNATURES[prefix] = (_KINDS[h["kind"]], h["sender"], h["edge"], specs, sized)
 
 
 def _views(sized: Sequence[tuple[torch.dtype, list[int], int]], frames: Sequence[Any]) -> list[torch.Tensor] | None:
@@ -344,10 +345,10 @@ def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message
     raw = frames[0] if type(frames[0]) is bytes else None
     known = _known_signature(raw) if raw is not None else None
     if known is not None:
-        (kind, sender, edge, sized), step, meta = known
+        (kind, sender, edge, specs, sized), step, meta = known
         if len(frames) == 1 + len(sized):
             if expect is not None:
-                expect.check(kind, sender, edge, step, [(dtype, shape) for dtype, shape, _ in sized])
+                expect.check(kind, sender, edge, step, specs)
             tensors = _views(sized, frames)
             if tensors is not None:
                 return Message(kind, sender, edge, step, tensors, meta)
@@ -356,10 +357,11 @@ def decode(frames: Sequence[Any], expect: Expectations | None = None) -> Message
     if specs is not None and len(frames) == 1 + len(specs):
         if expect is not None:
             expect.check(_KINDS[h["kind"]], h["sender"], h["edge"], h["step"], specs)
-        tensors = _views([(dtype, shape, math.prod(shape) * dtype.itemsize) for dtype, shape in specs], frames)
+        sized = [(dtype, shape, math.prod(shape) * dtype.itemsize) for dtype, shape in specs]
+        tensors = _views(sized, frames)
         if tensors is not None:
             if raw is not None:
-                _remember_signature(raw, h, specs)
+                _remember_signature(raw, h, specs, sized)
             return Message(_KINDS[h["kind"]], h["sender"], h["edge"], h["step"], tensors, h["meta"])
     return _validate(h, frames, expect)
 

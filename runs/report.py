@@ -111,7 +111,7 @@ def _ff_mode(recipe: dict[str, Any]) -> str:
         default.get("backward", "backprop")}
     forward = {e.get("forward", default.get("forward", "real")) for e in edges} or {
         default.get("forward", "real")}
-    mode = "/".join(sorted(_BACKWARD_NAMES.get(b, b) for b in backward))
+    mode = _mode_names(backward)
     if "synthetic" in forward:
         mode += " + synthetic input"
         if recipe.get("run", {}).get("pace") == "all":
@@ -159,7 +159,11 @@ def _multiscale_mode(recipe: dict[str, Any]) -> str:
     """Backward modes of a multiscale chain's edges: [defaults.edge], overridden per level above the first."""
     default = recipe.get("defaults", {}).get("edge", {}).get("backward", "backprop")
     levels = [t for t in recipe.get("levels", {}).values() if isinstance(t, dict)][1:]
-    backward = {t.get("backward", default) for t in levels} or {default}
+    return _mode_names({t.get("backward", default) for t in levels} or {default})
+
+
+def _mode_names(backward: set[str]) -> str:
+    """The report's name for a set of edge backward modes, e.g. {"backprop", "dni"} -> "bprop/dni"."""
     return "/".join(sorted(_BACKWARD_NAMES.get(b, b) for b in backward))
 
 
