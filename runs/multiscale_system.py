@@ -59,9 +59,10 @@ LEVEL_KEYS: dict[str, Any] = {
     "device": str, "backward": str, "synthesizer": dict,
 }
 EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
-# M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output
+# M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
+# "window" on h and on the encoded inputs of the window that produced the output
 MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str}
-SYNTH_CONTEXTS = ("none", "state")
+SYNTH_CONTEXTS = ("none", "state", "window")
 DEFAULT_OUT = 32
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
 

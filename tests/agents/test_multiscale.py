@@ -49,18 +49,20 @@ class FakeRuntime:
                 and m.meta.get("verb") != "ack"]
 
 
-def chain(mode: str, k: int = K, out: int = 5, episode_length: int = 8 * K) -> tuple[Graph, TickSchedule]:
+def chain(mode: str, k: int = K, out: int = 5, episode_length: int = 8 * K,
+          synthesizer: dict[str, Any] | None = None) -> tuple[Graph, TickSchedule]:
     """fast (period 1) -> slow (period k, head with k + 1 classes)."""
     fast = AgentSpec("fast", {"type": "ticking_lstm", "period": 1, "hidden": 6, "encoder": 7, "flush": True},
                      in_shape=(PIX,), out_shape=(out,))
     slow = AgentSpec("slow", {"type": "ticking_lstm", "period": k, "hidden": 8, "flush": False},
                      in_shape=(out,), out_shape=(k + 1,), head=True)
-    edges = [EdgeSpec("env", "fast"), EdgeSpec("fast", "slow", backward=mode, synthesizer={"lr": 1e-3})]
+    edges = [EdgeSpec("env", "fast"), EdgeSpec("fast", "slow", backward=mode, synthesizer=synthesizer or {"lr": 1e-3})]
     return Graph([fast, slow], edges, (PIX,), k + 1), TickSchedule((1, k), episode_length)
 
 
-def make_agent(name: str, mode: str, **kw: Any) -> tuple[TickingAgent, FakeRuntime]:
-    graph, schedule = chain(mode)
+def make_agent(name: str, mode: str, synthesizer: dict[str, Any] | None = None,
+               **kw: Any) -> tuple[TickingAgent, FakeRuntime]:
+    graph, schedule = chain(mode, synthesizer=synthesizer)
     level = 0 if name == "fast" else 1
     agent = TickingAgent(graph.agent(name), graph, level, schedule, K + 1, group=K if mode == "backprop" else 0,
                          **kw)
@@ -151,6 +153,18 @@ def test_dni_fast_agent_never_waits_for_the_slow_one() -> None:
         agent.on_message(m)
     assert drain(agent) == 5 * K  # no target ever came back: it ticked through everything
     assert agent.updates == 5 and agent.max_lead == 5 * K
+
+
+@pytest.mark.parametrize("context, extra", [("none", 0), ("state", 6), ("window", 6 + K * 7)])
+def test_dni_synthesizer_reads_its_context_and_learns_from_the_target(context: str, extra: int) -> None:
+    # M(out[, h[, e_1..e_K]]): hidden 6, encoder 7, K ticks per window (see chain)
+    agent, rt = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": context})
+    assert agent.sg.module.context_dim == extra
+    for m in inputs(range(K)):
+        agent.on_message(m)
+    assert drain(agent) == K and agent.sg.trained == 0
+    agent.on_message(Message(Kind.TARGET, "slow", "fast->slow", K - 1, [torch.randn(B, 5)]))
+    assert agent.sg.trained == 1
 
 
 def test_dni_fast_agent_is_bounded_by_credits() -> None:
