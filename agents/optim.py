@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from interfaces import adam
+from interfaces.optim import ADAMS
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
+    **ADAMS,  # built by interfaces.adam: fused where available, the same rule, a cheaper step
     "sgd": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
 }
@@ -23,8 +23,8 @@ def build_optimizer(spec: dict[str, Any], params: Iterable[torch.nn.Parameter]) 
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name: expected one of {sorted(OPTIMIZERS)}, got {name!r}")
     try:
-        if name in ("adam", "adamw"):
-            return adam(params, name, **kwargs)  # fused where available: same rule, cheaper step
+        if name in ADAMS:
+            return adam(params, name, **kwargs)
         return OPTIMIZERS[name](params, **kwargs)
     except TypeError as err:
         raise ValueError(f"optimizer: bad arguments for {name!r}: {err}") from None
