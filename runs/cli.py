@@ -115,8 +115,8 @@ def compose(run_dir: str) -> None:
         result = evaluate_composed(run_dir)
     except (RecipeError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"composed network from checkpoints: test_error = {result['test_error']:.2f} % "
-               f"on {result['examples']} examples")
+    click.echo(f"composed network from checkpoints: test_error = {result['test_error']:.2f} %, "
+               f"test_loss = {result['test_loss']:.6f} on {result['examples']} examples")
 
 
 @main.command(name="recipes")

@@ -42,19 +42,22 @@ def composed_network(run_dir: str | Path) -> tuple[nn.Sequential, dict[str, Any]
 
 
 def evaluate_composed(run_dir: str | Path) -> dict[str, float]:
-    """Test error (%) of the composed network on the run's evaluation split."""
+    """Test error (%) and mean cross-entropy of the composed network on the run's evaluation split (the
+    loss, unlike the error, does not flip on near-ties, so it shows whether two evaluations saw one network)."""
     network, recipe = composed_network(run_dir)
     env_cfg = recipe["env"]
     env = make(env_cfg["id"], **{**env_cfg.get("kwargs", {}), **env_cfg.get("eval", {"split": "test"})})
     wrong = total = 0
+    loss = 0.0
     obs, info = env.reset(seed=recipe["run"]["seed"])
     with torch.no_grad():
         while True:
             logits = network(torch.as_tensor(np.asarray(obs)).float())
             y = torch.as_tensor(np.asarray(info["target"])).long()
             wrong += int((logits.argmax(1) != y).sum())
+            loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             total += len(y)
             obs, _, terminated, truncated, info = env.step(None)
             if terminated or truncated:
                 break
-    return {"test_error": 100.0 * wrong / max(total, 1), "examples": total}
+    return {"test_error": 100.0 * wrong / max(total, 1), "test_loss": loss / max(total, 1), "examples": total}

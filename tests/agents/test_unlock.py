@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from tests.runs.conftest import composed_error, dnilab, sets, summary
+from tests.runs.conftest import composed_error, composed_loss, dnilab, sets, summary
 
 UNLOCK = "runs/mnist-fcn4-unlock-cdni.toml"
 
@@ -41,4 +41,7 @@ def test_composition_uses_no_synthesizer(tmp_path: Path) -> None:
     assert math.isfinite(result["test_loss"])  # NaN never reached the evaluation path
     comp = dnilab("compose", str(run_dir))  # the same modules, composed from checkpoints alone
     assert comp.returncode == 0, comp.stderr
-    assert abs(composed_error(comp.stdout) - reported) <= 1.0  # near-ties may flip with thread count
+    # the very network evaluated: the loss does not flip on near-ties (this tiny run's logits are almost
+    # uniform, so the error can move by points with the thread count alone)
+    assert abs(composed_loss(comp.stdout) - result["test_loss"]) <= 1e-4
+    assert abs(composed_error(comp.stdout) - reported) <= 10.0

@@ -27,6 +27,11 @@ def composed_error(stdout: str) -> float:
     return float(stdout.split("test_error =")[1].split("%")[0])
 
 
+def composed_loss(stdout: str) -> float:
+    """The test loss printed by ``dnilab compose``."""
+    return float(stdout.split("test_loss =")[1].split()[0])
+
+
 def sets(*overrides: str) -> list[str]:
     return [x for o in (*TINY, *overrides) for x in ("--set", o)]
 

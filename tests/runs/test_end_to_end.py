@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import ROOT, composed_error, dnilab, pid_alive, sets, summary
+from .conftest import ROOT, composed_error, composed_loss, dnilab, pid_alive, sets, summary
 
 
 def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
@@ -35,6 +35,7 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     # the composed checkpoints give the same error as the runtime's evaluation
     comp = dnilab("compose", str(run_dir))
     assert comp.returncode == 0, comp.stderr
+    assert abs(composed_loss(comp.stdout) - s["eval"]["test_loss"]) <= 1e-4  # the very network evaluated
     assert abs(composed_error(comp.stdout) - s["eval"]["test_error"]) <= 1.0  # near-ties may flip with thread count
 
 
