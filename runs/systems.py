@@ -122,7 +122,8 @@ def build_graph(recipe: dict[str, Any]) -> Graph:
 def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeSpec]:
     """One NodeSpec per agent plus the environment node."""
     run, env_cfg = recipe["run"], recipe["env"]
-    threads = threads_per_agent(len(graph.agents) + 1)
+    # the env node only slices and sends batches: counting it as an agent left a lone agent one core of two
+    threads = threads_per_agent(len(graph.agents))
     specs = [NodeSpec(ENV, FACTORY_ENV, dict(
         graph=graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
         eval_kwargs=env_cfg.get("eval", {"split": "test"}), steps=run["steps"], seconds=float(run["seconds"]),

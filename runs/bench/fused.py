@@ -1,8 +1,9 @@
 """``bench fused``: the MNIST FCN as one dnilab agent (plain backprop, no agent edges) against the plain
 PyTorch training loop a user would write instead: the same layers, optimizer, batch size and data.
 
-The agent gets the thread share dnilab gives it (cores // (agents + env)); the plain loop runs once with
-torch's default threads (what a user gets) and once with the agent's share (the framework's own cost).
+The agent gets the thread share dnilab gives it (cores // agents: all of them, for one agent); the plain loop
+runs with torch's default threads (what a user gets) and, where that differs, with the agent's share too (the
+framework's own cost).
 Loops and the dnilab run are interleaved (loop, dnilab, loop) and the loops averaged.
 """
 
@@ -71,13 +72,16 @@ def bench_fused(seconds: float = 8.0, device: str = "auto", out: Path | None = N
     device = pick_device(0, device)
     x_np, y_np = load_mnist()["train"]
     data = torch.from_numpy(x_np.copy()), torch.from_numpy(y_np.copy())
-    agent_threads = threads_per_agent(2)  # one agent + the env node
+    agent_threads = threads_per_agent(1)
     default_threads = torch.get_num_threads()
-    loops: dict[str, list[float]] = {"default": [], "agent": []}
+    cases = [("default", default_threads, TARGET)]
+    if agent_threads != default_threads:
+        cases.append(("agent", agent_threads, None))
+    loops: dict[str, list[float]] = {key: [] for key, _, _ in cases}
 
     def run_loops() -> None:
-        loops["default"].append(plain_loop(seconds / 2, None, device, data=data))
-        loops["agent"].append(plain_loop(seconds / 2, agent_threads, device, data=data))
+        for key, threads, _ in cases:
+            loops[key].append(plain_loop(seconds / 2, threads, device, data=data))
 
     run_loops()
     steps = max(60, int(seconds * (rate or calibrate())))
@@ -86,7 +90,7 @@ def bench_fused(seconds: float = 8.0, device: str = "auto", out: Path | None = N
     run_loops()
     dnilab = res.rate("head") * BATCH
     rows = []
-    for key, threads, target in (("default", default_threads, TARGET), ("agent", agent_threads, None)):
+    for key, threads, target in cases:
         base = sum(loops[key]) / len(loops[key])
         ratio = dnilab / base if base else 0.0
         rows.append({"case": "FCN4, one dnilab agent vs plain PyTorch loop", "device": device,
