@@ -158,7 +158,7 @@ def test_dni_fast_agent_never_waits_for_the_slow_one() -> None:
 @pytest.mark.parametrize("context, extra", [("none", 0), ("state", 6), ("window", 6 + K * 7)])
 def test_dni_synthesizer_reads_its_context_and_learns_from_the_target(context: str, extra: int) -> None:
     # M(out[, h[, e_1..e_K]]): hidden 6, encoder 7, K ticks per window (see chain)
-    agent, rt = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": context})
+    agent, _ = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": context})
     assert agent.sg.module.context_dim == extra
     for m in inputs(range(K)):
         agent.on_message(m)
