@@ -138,7 +138,10 @@ class TickingCore(nn.Module):
 
     def step(self, x: Tensor, phase: int, state: State) -> State:
         """One tick: x [B, in_dim] -> new (h, c) [B, H]."""
-        e = self.encoder(x.flatten(1))
+        return self.advance(self.encoder(x.flatten(1)), phase, state)
+
+    def advance(self, e: Tensor, phase: int, state: State) -> State:
+        """One tick from the encoded input e [B, E] (``encoder(x)``), for callers that keep e too."""
         if self.phases > 1:
             clock = torch.zeros(e.shape[0], self.phases, device=e.device)
             clock[:, phase] = 1.0
@@ -371,11 +374,11 @@ class TickingAgent(Node):
         x = x.detach().clone().requires_grad_(self.send_back)
         self.core.train()
         self._simulate_device()
-        self.state = self.core.step(x, phase, self.state)
+        e = self.core.encoder(x.flatten(1))  # [B, E]
+        self.state = self.core.advance(e, phase, self.state)
         win.inputs.append((s, x))
         if self.sg_window:  # what M may read besides out and h: this window's encoded inputs
-            with torch.no_grad():
-                win.features.append(self.core.encoder(x.flatten(1)))
+            win.features.append(e.detach())
         self.ticks += 1
         self.last_step = s
         if self.head:
