@@ -159,7 +159,7 @@ class Window:
     loss: Tensor | None = None                     # head: sum of the ticks' CE
     out_step: int = -1
     out: Tensor | None = None                      # [B, D_out], graph-attached (backprop: kept)
-    features: list[Tensor] = field(default_factory=list)  # context "window": encoded inputs [B, E] per tick
+    features: list[Tensor] = field(default_factory=list)  # M's per-tick inputs: e [B, E] or x [B, in]
 
 
 class TickingAgent(Node):
@@ -226,13 +226,15 @@ class TickingAgent(Node):
         self.core = TickingCore(in_dim, int(m["hidden"]), out_dim, int(m.get("encoder", 0)), phases).to(self.device)
         self.optimizer = build_optimizer(self.spec.optimizer, self.core.parameters())
         self.sg: SyntheticGradient | None = None
-        self.sg_state = self.sg_window = False
+        self.sg_state = self.sg_window = self.sg_inputs = False
         if self.mode in ("dni", "cdni"):
             cfg = dict(self.out_edge.synthesizer)
-            self.sg_state = cfg.get("context") in ("state", "window")
-            self.sg_window = cfg.get("context") == "window"
+            self.sg_state = cfg.get("context") in ("state", "window", "inputs")
+            self.sg_window = cfg.get("context") in ("window", "inputs")
+            self.sg_inputs = cfg.get("context") == "inputs"
+            per_tick = in_dim if self.sg_inputs else (int(m.get("encoder", 0)) or in_dim)
             context_dim = ((self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
-                           + (self.n * (int(m.get("encoder", 0)) or in_dim) if self.sg_window else 0))
+                           + (self.n * per_tick if self.sg_window else 0))
             self.sg = SyntheticGradient(self.spec.out_shape, hidden=tuple(cfg.get("hidden", ())),
                                         context_dim=context_dim,
                                         lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
@@ -377,8 +379,8 @@ class TickingAgent(Node):
         e = self.core.encoder(x.flatten(1))  # [B, E]
         self.state = self.core.advance(e, phase, self.state)
         win.inputs.append((s, x))
-        if self.sg_window:  # what M may read besides out and h: this window's encoded inputs
-            win.features.append(e.detach())
+        if self.sg_window:  # what M may read besides out and h: this window's inputs (encoded, or raw)
+            win.features.append((x.flatten(1) if self.sg_inputs else e).detach())
         self.ticks += 1
         self.last_step = s
         if self.head:
@@ -409,7 +411,7 @@ class TickingAgent(Node):
                     parts.append(F.one_hot(self.labels.pop(s).to(self.device), self.classes).float())
                 if self.sg_state:  # M(out, h): the sender's whole state, not only what it sends
                     parts.append(self.state[0].detach())
-                if self.sg_window:  # M(out, h, e_1..e_n): the inputs the window read, encoded
+                if self.sg_window:  # M(out, h, e_1..e_n) or M(out, h, x_1..x_n): what the window read
                     parts.extend(win.features)
                 g = self.sg.predict(s, out.detach(), torch.cat(parts, 1) if parts else None)
                 self._simulate_device(self.n)

@@ -60,9 +60,10 @@ LEVEL_KEYS: dict[str, Any] = {
 }
 EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
 # M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
-# "window" on h and on the encoded inputs of the window that produced the output
+# "window" on h and on the encoded inputs of the window that produced the output, "inputs" on h and on
+# that window's raw inputs
 MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str}
-SYNTH_CONTEXTS = ("none", "state", "window")
+SYNTH_CONTEXTS = ("none", "state", "window", "inputs")
 DEFAULT_OUT = 32
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
 

@@ -155,9 +155,11 @@ def test_dni_fast_agent_never_waits_for_the_slow_one() -> None:
     assert agent.updates == 5 and agent.max_lead == 5 * K
 
 
-@pytest.mark.parametrize("context, extra", [("none", 0), ("state", 6), ("window", 6 + K * 7)])
+@pytest.mark.parametrize(
+    "context, extra", [("none", 0), ("state", 6), ("window", 6 + K * 7), ("inputs", 6 + K * PIX)]
+)
 def test_dni_synthesizer_reads_its_context_and_learns_from_the_target(context: str, extra: int) -> None:
-    # M(out[, h[, e_1..e_K]]): hidden 6, encoder 7, K ticks per window (see chain)
+    # M(out[, h[, e_1..e_K or x_1..x_K]]): hidden 6, encoder 7, K ticks per window (see chain)
     agent, _ = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": context})
     assert agent.sg.module.context_dim == extra
     for m in inputs(range(K)):
