@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from interfaces import Expectations, Kind, Message, StepBuffer, SyntheticGradient, TensorSpec, WireError
+from interfaces import Expectations, Kind, Message, StepBuffer, Synthesizer, SyntheticGradient, TensorSpec, WireError
 
 from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
@@ -150,6 +150,30 @@ class TickingCore(nn.Module):
         return h, c
 
 
+class SharedInputSynthesizer(nn.Module):
+    """M(out, context) whose context ends with the window's n raw inputs, read through one shared encoder.
+
+    Why: M must learn what the receiver's error depends on from the inputs (e.g. which digits are odd); one
+    encoder for all n inputs learns it from n examples per window instead of one, as the sender's own core
+    shares its encoder across ticks. context = [prefix (labels and/or h) | x_1 .. x_n], [B, prefix + n * in_dim].
+    """
+
+    def __init__(self, out_dim: int, prefix_dim: int, n: int, in_dim: int, features: int,
+                 hidden: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.prefix_dim, self.n = prefix_dim, n
+        self.context_dim = prefix_dim + n * in_dim
+        self.encoder = nn.Sequential(nn.Linear(in_dim, features), nn.ReLU())
+        self.trunk = Synthesizer((out_dim,), (out_dim,), hidden, prefix_dim + n * features)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """x: out [B, D_out]; context [B, context_dim] -> synthetic gradient [B, D_out]."""
+        b = x.shape[0]
+        prefix, raw = context[:, : self.prefix_dim], context[:, self.prefix_dim :]
+        feats = self.encoder(raw.reshape(b * self.n, -1)).reshape(b, -1)  # [B, n * features]
+        return self.trunk(x, torch.cat([prefix, feats], 1))
+
+
 @dataclass
 class Window:
     """One TBPTT window in progress (or waiting for its true gradient)."""
@@ -233,12 +257,15 @@ class TickingAgent(Node):
             self.sg_window = cfg.get("context") in ("window", "inputs")
             self.sg_inputs = cfg.get("context") == "inputs"
             per_tick = in_dim if self.sg_inputs else (int(m.get("encoder", 0)) or in_dim)
-            context_dim = ((self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
-                           + (self.n * per_tick if self.sg_window else 0))
-            self.sg = SyntheticGradient(self.spec.out_shape, hidden=tuple(cfg.get("hidden", ())),
-                                        context_dim=context_dim,
+            prefix = (self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
+            context_dim = prefix + (self.n * per_tick if self.sg_window else 0)
+            hidden = tuple(cfg.get("hidden", ()))
+            module = None
+            if self.sg_inputs and cfg.get("encoder"):  # one encoder shared by the window's raw inputs
+                module = SharedInputSynthesizer(out_dim, prefix, self.n, in_dim, int(cfg["encoder"]), hidden)
+            self.sg = SyntheticGradient(self.spec.out_shape, hidden=hidden, context_dim=context_dim,
                                         lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
-                                        device=self.device, scale=cfg.get("scale", 1.0))
+                                        device=self.device, scale=cfg.get("scale", 1.0), module=module)
         self.inputs = StepBuffer(self.capacity)   # train inputs or acts, keyed by step
         self.labels = StepBuffer(self.capacity)   # only at the steps that need one
         self.targets: dict[int, Tensor] = {}      # backprop: true δ waiting for a safe point

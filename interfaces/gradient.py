@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .buffer import StepBuffer
 from .optim import adam
@@ -28,12 +28,14 @@ class SyntheticGradient:
         device: str | torch.device = "cpu",
         scale: float = 1.0,
         loss_weight: float = 1.0,
+        module: nn.Module | None = None,
     ) -> None:
         self.shape = _shape(shape)
         self.device = torch.device(device)
         self.scale = scale  # multiplies the gradient predict returns (not M's training target)
         self.loss_weight = loss_weight
-        self.module = Synthesizer(self.shape, self.shape, hidden, context_dim).to(self.device)
+        # module: an M of the caller's own design, called as module(h, context); default: an MLP Synthesizer
+        self.module = (module or Synthesizer(self.shape, self.shape, hidden, context_dim)).to(self.device)
         self.optimizer = adam(self.module.parameters(), lr=lr)
         self.buffer: StepBuffer[tuple[Tensor, Tensor | None]] = StepBuffer(capacity)
         self.unmatched = 0  # targets that came back for a step no longer (or never) buffered

@@ -61,8 +61,8 @@ LEVEL_KEYS: dict[str, Any] = {
 EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
 # M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
 # "window" on h and on the encoded inputs of the window that produced the output, "inputs" on h and on
-# that window's raw inputs
-MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str}
+# that window's raw inputs (with ``encoder = F``: through one encoder of width F shared by the inputs)
+MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int}
 SYNTH_CONTEXTS = ("none", "state", "window", "inputs")
 DEFAULT_OUT = 32
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
@@ -100,6 +100,9 @@ def _check_synth(table: dict[str, Any], where: str) -> None:
     _check_table(table, MS_SYNTH_KEYS, where)
     if table.get("context", "none") not in SYNTH_CONTEXTS:
         raise RecipeError(f"{where}.context: expected one of {SYNTH_CONTEXTS}, got {table['context']!r}")
+    if "encoder" in table and (table.get("context") != "inputs" or table["encoder"] < 1):
+        raise RecipeError(f"{where}.encoder: a width >= 1, and only with context = \"inputs\" "
+                          f"(got encoder = {table['encoder']!r}, context = {table.get('context', 'none')!r})")
 
 
 def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:

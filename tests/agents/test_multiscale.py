@@ -13,6 +13,7 @@ import torch
 import zmq
 
 from agents import AgentSpec, EdgeSpec, Graph, NodeSpec, Supervisor, TickingAgent, TickSchedule, Wiring
+from agents.multiscale import SharedInputSynthesizer
 from agents.process import serve
 from interfaces import Kind, Message, WireError
 
@@ -167,6 +168,23 @@ def test_dni_synthesizer_reads_its_context_and_learns_from_the_target(context: s
     assert drain(agent) == K and agent.sg.trained == 0
     agent.on_message(Message(Kind.TARGET, "slow", "fast->slow", K - 1, [torch.randn(B, 5)]))
     assert agent.sg.trained == 1
+
+
+def test_shared_input_synthesizer_reads_each_input_through_one_encoder() -> None:
+    # context = "inputs" with encoder = 3: the K raw inputs share one Linear(PIX, 3); M starts at exactly 0
+    agent, _ = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": "inputs", "encoder": 3})
+    module = agent.sg.module
+    assert isinstance(module, SharedInputSynthesizer) and module.context_dim == 6 + K * PIX
+    out, context = torch.randn(B, 5), torch.randn(B, 6 + K * PIX)
+    assert torch.equal(module(out, context), torch.zeros(B, 5))
+    for m in inputs(range(K)):
+        agent.on_message(m)
+    drain(agent)
+    agent.on_message(Message(Kind.TARGET, "slow", "fast->slow", K - 1, [torch.randn(B, 5)]))
+    assert agent.sg.trained == 1 and module.encoder[0].weight.grad is not None  # the encoder learns too
+    swapped = context.clone()  # the same inputs in another order give another prediction: each is read
+    swapped[:, 6:6 + PIX], swapped[:, 6 + PIX:6 + 2 * PIX] = context[:, 6 + PIX:6 + 2 * PIX], context[:, 6:6 + PIX]
+    assert not torch.allclose(module(out, context), module(out, swapped))
 
 
 def test_dni_fast_agent_is_bounded_by_credits() -> None:

@@ -59,11 +59,19 @@ def test_k_sweep_cells_check() -> None:
     ("agents.x=1", "agents"),
     ("levels.slow.slowdown=0.5", "levels.slow.slowdown"),
     ("defaults.edge.synthesizer.context=label", "defaults.edge.synthesizer.context"),
+    ("defaults.edge.synthesizer.encoder=0", "defaults.edge.synthesizer.encoder"),
 ])
 def test_bad_keys_are_rejected_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(RecipeError) as err:
         prepare(RUNS / "multiscale-dni.toml", TINY + [override])
     assert str(err.value).startswith(key)
+
+
+def test_a_shared_input_encoder_needs_the_inputs_context() -> None:
+    prepare(RUNS / "multiscale-dni.toml", TINY + ["defaults.edge.synthesizer.encoder=8"])  # context "inputs": fine
+    with pytest.raises(RecipeError, match=r"^defaults.edge.synthesizer.encoder: .*context = 'state'"):
+        prepare(RUNS / "multiscale-dni.toml", TINY + ["defaults.edge.synthesizer.encoder=8",
+                                                       'defaults.edge.synthesizer.context="state"'])
 
 
 def test_cdni_only_into_the_top_level() -> None:
