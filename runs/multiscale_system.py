@@ -271,7 +271,9 @@ def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
 
 
 MODE_COLOURS = {"bprop": "tab:blue", "dni": "tab:red", "cdni": "tab:green"}  # by report.describe's mode
-VARIANT_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (1, 1)), "x"), ((0, (6, 2)), "v")]
+_LINES = ["-", "--", ":", "-.", (0, (1, 1)), (0, (6, 2))]
+_MARKERS = ["o", "s", "^", "D", "x", "v", "P", "*", "h", "<", ">", "p"]
+VARIANT_STYLES = [(_LINES[i % len(_LINES)], _MARKERS[i]) for i in range(len(_MARKERS))]  # 12 distinct
 
 
 def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
