@@ -97,21 +97,27 @@ def plot_copy(runs: list[dict], task: str, out: Path) -> Path | None:
     return path
 
 
+VALID_TOP = 3.2  # BPC; the diverged M(h, c) cells sit at ~4.86 and would flatten every other curve
+
+
 def plot_charlm(runs: list[dict], out: Path) -> Path | None:
     runs = [r for r in runs if r["task"] == "charlm"]
     if not runs:
         return None
     fig, ax = plt.subplots(1, 4, figsize=(21, 4.5))
+    colour = plt.get_cmap("tab20")  # 20 distinct colours: one per run
     for i, r in enumerate(sorted(runs, key=lambda r: (r["T"], r["mode"], r["name"]))):
         chars = r["T"] * r["batch"] / 1e6  # characters (millions) per window
         label = r["name"]
-        ax[0].plot(*_xy(r["rows"], "valid_bpc", chars), STYLE[r["mode"]], marker="o", color=f"C{i}", label=label)
-        ax[1].plot(*_xy(r["rows"], "train_bpc", chars), STYLE[r["mode"]], color=f"C{i}", label=label)
+        c = colour(i % 20)
+        ax[0].plot(*_xy(r["rows"], "valid_bpc", chars), STYLE[r["mode"]], marker="o", color=c, label=label)
+        ax[1].plot(*_xy(r["rows"], "train_bpc", chars), STYLE[r["mode"]], color=c, label=label)
         if r["mode"] != "bptt":
-            ax[2].plot(*_xy(r["rows"], "sg_cosine", chars), color=f"C{i}", label=f"{label} cosine")
-            ax[2].plot(*_xy(r["rows"], "sg_norm_ratio", chars), ":", color=f"C{i}", label=f"{label} norm ratio")
-        ax[3].semilogy(*_xy(r["rows"], "grad_norm", chars), STYLE[r["mode"]], color=f"C{i}", label=label)
-    ax[0].set(xlabel="training characters (M)", ylabel="validation BPC", title="char LM: validation BPC")
+            ax[2].plot(*_xy(r["rows"], "sg_cosine", chars), color=c, label=f"{label} cosine")
+            ax[2].plot(*_xy(r["rows"], "sg_norm_ratio", chars), ":", color=c, label=f"{label} norm ratio")
+        ax[3].semilogy(*_xy(r["rows"], "grad_norm", chars), STYLE[r["mode"]], color=c, label=label)
+    ax[0].set(xlabel="training characters (M)", ylabel="validation BPC", ylim=(None, VALID_TOP),
+              title=f"char LM: validation BPC (axis cut at {VALID_TOP}: diverged runs above)")
     ax[1].set(xlabel="training characters (M)", ylabel="training BPC (mean since last log)", title="training BPC")
     ax[2].set(xlabel="training characters (M)", ylabel="value", title="DNI: SG cosine / norm ratio at boundary")
     ax[3].set(xlabel="training characters (M)", ylabel="core gradient norm before clipping", title="core grad norm")
