@@ -35,7 +35,9 @@ class SyntheticGradient:
         self.scale = scale  # multiplies the gradient predict returns (not M's training target)
         self.loss_weight = loss_weight
         # module: an M of the caller's own design, called as module(h, context); default: an MLP Synthesizer
-        self.module = (module or Synthesizer(self.shape, self.shape, hidden, context_dim)).to(self.device)
+        if module is None:
+            module = Synthesizer(self.shape, self.shape, hidden, context_dim)
+        self.module = module.to(self.device)
         self.optimizer = adam(self.module.parameters(), lr=lr)
         self.buffer: StepBuffer[tuple[Tensor, Tensor | None]] = StepBuffer(capacity)
         self.unmatched = 0  # targets that came back for a step no longer (or never) buffered
