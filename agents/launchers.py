@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import time
 from typing import Any, Protocol
 
 import zmq
@@ -67,8 +68,9 @@ class LocalLauncher:
         return False
 
     def shutdown(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s  # one wait for all, not timeout_s per process
         for p in self.procs.values():
-            p.join(timeout_s)
+            p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs.values():
             if p.is_alive():
                 p.kill()
