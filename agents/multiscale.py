@@ -253,9 +253,10 @@ class TickingAgent(Node):
         self.sg_state = self.sg_window = self.sg_inputs = False
         if self.mode in ("dni", "cdni"):
             cfg = dict(self.out_edge.synthesizer)
-            self.sg_state = cfg.get("context") in ("state", "window", "inputs")
-            self.sg_window = cfg.get("context") in ("window", "inputs")
-            self.sg_inputs = cfg.get("context") == "inputs"
+            context = cfg.get("context", "none")  # each context adds to the one before: none < state < window/inputs
+            self.sg_state = context != "none"
+            self.sg_window = context in ("window", "inputs")
+            self.sg_inputs = context == "inputs"
             per_tick = in_dim if self.sg_inputs else (int(m.get("encoder", 0)) or in_dim)
             prefix = (self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
             context_dim = prefix + (self.n * per_tick if self.sg_window else 0)
