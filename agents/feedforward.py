@@ -32,6 +32,7 @@ from interfaces import (
     SyntheticGradient,
     SyntheticInput,
     TensorSpec,
+    WireError,
 )
 
 from .blocks import ClassifierHead, build_module
@@ -143,8 +144,10 @@ class FeedForwardAgent(Node):
         self.acts = StepBuffer(self.capacity)      # real activations from the sender
         self.labels = StepBuffer(self.capacity)
         self.si_pairs = StepBuffer(self.capacity)  # real h waiting to train I (newest first)
-        self.eval_store: dict[tuple[str, int], torch.Tensor] = {}
-        self.eval_meta: dict[int, dict[str, Any]] = {}
+        # evaluation passes, keyed by round: the next pass's messages may arrive before this one is done
+        self.eval_store: dict[tuple[int, str, int], torch.Tensor] = {}  # (round, kind, step) -> tensor
+        self.eval_meta: dict[tuple[int, int], dict[str, Any]] = {}      # (round, step) -> meta
+        self.eval_round = 0
         self.eval_next = 0
         self.eval_correct = 0
         self.eval_total = 0
@@ -166,8 +169,12 @@ class FeedForwardAgent(Node):
     def on_message(self, msg: Message) -> None:
         phase = msg.meta.get("phase", "train")
         if phase == "eval":
-            self.eval_store[(msg.kind.value, msg.step)] = msg.tensors[0]
-            self.eval_meta.setdefault(msg.step, {}).update(msg.meta)
+            rnd = msg.meta.get("round")
+            if not isinstance(rnd, int) or rnd < self.eval_round:
+                raise WireError(f"evaluation round {rnd!r} is not pending (this agent is at round {self.eval_round})",
+                                msg.sender, msg.edge, msg.step, msg.kind.value)
+            self.eval_store[(rnd, msg.kind.value, msg.step)] = msg.tensors[0]
+            self.eval_meta.setdefault((rnd, msg.step), {}).update(msg.meta)
             return
         if msg.kind is Kind.INPUT:
             self.inputs.put(msg.step, msg.tensors[0])
@@ -346,20 +353,21 @@ class FeedForwardAgent(Node):
     # -- evaluation of the composed system --------------------------------------------------------
     def _eval_ready(self) -> bool:
         kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
-        if (kind, self.eval_next) not in self.eval_store:
+        r, k = self.eval_round, self.eval_next
+        if (r, kind, k) not in self.eval_store:
             return False
-        if self.spec.head and (Kind.LABEL.value, self.eval_next) not in self.eval_store:
+        if self.spec.head and (r, Kind.LABEL.value, k) not in self.eval_store:
             return False
-        final_starts = self.eval_next == 0 and self.eval_meta[0].get("final") and not self.frozen
+        final_starts = k == 0 and self.eval_meta[(r, 0)].get("final") and not self.frozen
         # the final evaluation must see the trained system: finish the training already here first
         return not (final_starts and (self.pending is not None or self._ready_steps()))
 
     def _eval_step(self) -> None:
         """Real inputs only: no synthesizer is on this path."""
-        k = self.eval_next
+        r, k = self.eval_round, self.eval_next
         kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
-        x = self.eval_store.pop((kind, k)).to(self.device)
-        meta = self.eval_meta.pop(k)
+        x = self.eval_store.pop((r, kind, k)).to(self.device)
+        meta = self.eval_meta.pop((r, k))
         if k == 0 and meta.get("final"):
             self.frozen = True  # no training from here on: the checkpoint is the system evaluated
         self.eval_next += 1
@@ -369,7 +377,7 @@ class FeedForwardAgent(Node):
         self.module.train()
         eval_meta = {k: meta[k] for k in ("phase", "round", "last", "at", "final")}
         if self.spec.head:
-            y = self.eval_store.pop((Kind.LABEL.value, k)).to(self.device)
+            y = self.eval_store.pop((r, Kind.LABEL.value, k)).to(self.device)
             self.eval_correct += int((out.argmax(1) == y).sum())
             self.eval_total += len(y)
             self.eval_loss += float(F.cross_entropy(out, y, reduction="sum"))
@@ -378,6 +386,7 @@ class FeedForwardAgent(Node):
                 self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
         if meta["last"]:
             self.eval_next = 0
+            self.eval_round += 1
             if self.spec.head:
                 total = max(self.eval_total, 1)
                 result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),

@@ -1,10 +1,14 @@
-"""Agents that misbehave on purpose, plugged in through a recipe's ``factory`` key."""
+"""Test doubles: agents that misbehave on purpose (plugged in through a recipe's ``factory`` key) and a
+runtime that records what an agent sends, so one agent can be driven message by message."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from agents import FeedForwardAgent
+from interfaces import Kind, Message
 
 
 class ExplodingAgent(FeedForwardAgent):
@@ -20,7 +24,7 @@ class CorruptingAgent(FeedForwardAgent):
     """Fills its synthesizers with garbage before the final evaluation: composition must not notice."""
 
     def _eval_step(self) -> None:
-        meta = self.eval_meta.get(self.eval_next, {})
+        meta = self.eval_meta.get((self.eval_round, self.eval_next), {})
         if meta.get("final") and self.eval_next == 0:
             with torch.no_grad():
                 for sg in self.sg.values():
@@ -30,3 +34,33 @@ class CorruptingAgent(FeedForwardAgent):
                     for p in self.si.module.parameters():
                         p.fill_(float("nan"))
         super()._eval_step()
+
+
+class FakeInbox:
+    """Always empty: the test hands the agent its messages through ``on_message``."""
+
+    def recv(self, timeout_ms: int | None = None) -> None:
+        return None
+
+    def recv_all(self, limit: int = 10_000) -> list:
+        return []
+
+
+class FakeRuntime:
+    """Stands in for NodeRuntime: records what the agent sends and tells."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Message]] = []
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        self.inbox = FakeInbox()
+
+    def send(self, peer: str, msg: Message, block: bool = True) -> bool:
+        self.sent.append((peer, msg))
+        return True
+
+    def tell(self, verb: str, step: int = 0, **meta: Any) -> None:
+        self.told.append((verb, meta))
+
+    def of(self, kind: Kind, peer: str | None = None) -> list[Message]:
+        return [m for p, m in self.sent if m.kind is kind and (peer is None or p == peer)
+                and m.meta.get("verb") != "ack"]

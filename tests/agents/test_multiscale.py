@@ -16,38 +16,11 @@ from agents import AgentSpec, EdgeSpec, Graph, NodeSpec, Supervisor, TickingAgen
 from agents.multiscale import SharedInputSynthesizer
 from agents.process import serve
 from interfaces import Kind, Message, WireError
+from tests.agents.helpers import FakeRuntime
 
 K = 4
 B = 3
 PIX = 784
-
-
-class FakeInbox:
-    def recv(self, timeout_ms: int | None = None) -> None:
-        return None
-
-    def recv_all(self, limit: int = 10_000) -> list:
-        return []
-
-
-class FakeRuntime:
-    """Stands in for NodeRuntime: records what the agent sends and tells."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Message]] = []
-        self.told: list[tuple[str, dict[str, Any]]] = []
-        self.inbox = FakeInbox()
-
-    def send(self, peer: str, msg: Message, block: bool = True) -> bool:
-        self.sent.append((peer, msg))
-        return True
-
-    def tell(self, verb: str, step: int = 0, **meta: Any) -> None:
-        self.told.append((verb, meta))
-
-    def of(self, kind: Kind, peer: str | None = None) -> list[Message]:
-        return [m for p, m in self.sent if m.kind is kind and (peer is None or p == peer)
-                and m.meta.get("verb") != "ack"]
 
 
 def chain(mode: str, k: int = K, out: int = 5, episode_length: int = 8 * K,

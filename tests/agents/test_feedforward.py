@@ -1,0 +1,65 @@
+"""Feed-forward agents driven message by message: evaluation passes that overlap in flight stay apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from agents import AgentSpec, EdgeSpec, FeedForwardAgent, Graph
+from interfaces import Kind, Message, WireError
+from tests.agents.helpers import FakeRuntime
+
+FEATURES = 5
+CLASSES = 3
+B = 4
+
+
+def head_agent() -> tuple[FeedForwardAgent, FakeRuntime]:
+    """The head of ``l1 -> head``: it evaluates l1's activations against the environment's labels."""
+    l1 = AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,))
+    head = AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
+                     out_shape=(CLASSES,), head=True)
+    graph = Graph([l1, head], [EdgeSpec("env", "l1"), EdgeSpec("l1", "head")], (6,), CLASSES)
+    agent = FeedForwardAgent(graph.agent("head"), graph)
+    rt = FakeRuntime()
+    agent.start(rt)
+    return agent, rt
+
+
+def eval_msg(kind: Kind, rnd: int, tensor: torch.Tensor, final: bool = False) -> Message:
+    meta = {"phase": "eval", "round": rnd, "last": True, "at": 20 * (rnd + 1), "final": final}
+    sender, edge = ("env", "env->head") if kind is Kind.LABEL else ("l1", "l1->head")
+    return Message(kind, sender, edge, 0, [tensor], meta)
+
+
+def test_an_early_next_pass_does_not_mix_into_the_pass_in_flight() -> None:
+    """The labels of the next (final) pass come straight from the environment and can overtake this pass's
+    activations, which travel through the chain: each pass must be scored on its own tensors."""
+    agent, rt = head_agent()
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, CLASSES, (B,), generator=gen)
+    acts = [torch.randn(B, FEATURES, generator=gen) for _ in range(2)]
+    for msg in (eval_msg(Kind.LABEL, 0, y), eval_msg(Kind.LABEL, 1, y, final=True),
+                eval_msg(Kind.ACT, 1, acts[1], final=True), eval_msg(Kind.ACT, 0, acts[0])):
+        agent.on_message(msg)
+    while agent.work():
+        pass
+    evals = [meta for verb, meta in rt.told if verb == "eval"]
+    assert [(e["round"], e["final"]) for e in evals] == [(0, False), (1, True)]
+    with torch.no_grad():
+        expected = [float(F.cross_entropy(agent.module(a), y)) for a in acts]
+    assert [e["test_loss"] for e in evals] == pytest.approx(expected, abs=1e-6)
+    assert ("complete", {}) in rt.told and agent.frozen
+
+
+def test_a_message_for_a_finished_pass_is_rejected_naming_sender_edge_and_step() -> None:
+    agent, _ = head_agent()
+    y = torch.zeros(B, dtype=torch.long)
+    agent.on_message(eval_msg(Kind.LABEL, 0, y))
+    agent.on_message(eval_msg(Kind.ACT, 0, torch.zeros(B, FEATURES)))
+    while agent.work():
+        pass
+    with pytest.raises(WireError, match="round 0 is not pending") as err:
+        agent.on_message(eval_msg(Kind.ACT, 0, torch.zeros(B, FEATURES)))
+    assert "l1" in str(err.value) and "l1->head" in str(err.value) and "step 0" in str(err.value)
