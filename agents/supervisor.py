@@ -1,8 +1,8 @@
 """The supervisor: starts every node, waits for READY, wires peers, watches heartbeats, and stops cleanly.
 
 It owns no model. It ends the run when every required node says ``complete``, when a node fails (its
-traceback is kept), when a node goes silent or dies, or on Ctrl-C; in every case it orders the rest to
-stop (they save their checkpoints) and kills what does not exit in time.
+traceback is kept), when a node goes silent or dies, or on Ctrl-C (KeyboardInterrupt); in every case it
+orders the rest to stop (they save their checkpoints) and kills what does not exit in time.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class Supervisor:
             outcome = Outcome("completed")
         except RunFailed as err:
             outcome = Outcome("failed", str(err))
-        except KeyboardInterrupt:
-            outcome = Outcome("stopped", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as err:  # Ctrl-C, or a caller's subclass for another signal (runs.execute: SIGTERM)
+            outcome = Outcome("stopped", str(err) or "interrupted (Ctrl-C)")
         finally:
             self._stop_all(control, outlets)
             for outlet in outlets.values():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +64,29 @@ def _specs(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
     return multiscale_specs(recipe, plan, str(run_dir))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler): the run stops as on Ctrl-C, keeping its records and checkpoints."""
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` while a run is supervised (main thread only; an inherited SIG_IGN is kept).
+    A second SIGTERM during the clean stop is ignored, so the stop itself is not cut short (SIGKILL still works)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def make_launcher(recipe: dict[str, Any], ctx: zmq.Context):  # noqa: ANN201 - a Launcher
     run = recipe["run"]
     if run["launcher"] == "inproc":
@@ -82,7 +109,7 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
     supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
     supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
-    with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar:
+    with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, sigterm_stops_the_run():
         records.listeners.append(bar)
         outcome = supervisor.run()
     summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})

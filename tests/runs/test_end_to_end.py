@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from .conftest import ROOT, composed_error, composed_loss, dnilab, pid_alive, sets, summary
 
@@ -71,10 +74,18 @@ def test_an_agent_that_raises_fails_the_run_cleanly(run_dir: Path) -> None:
     assert time.monotonic() - start < 120
 
 
+def _as_from_a_terminal() -> None:
+    """A shell starts background jobs (``cmd &``, nohup) with SIGINT ignored, and the run inherits that; a user at
+    a terminal has it live. Restore it, so Ctrl-C is tested whatever started the test suite."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start_run(run_dir: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "runs.cli", "run", "runs/mnist-fcn4-cdni.toml",
            *sets("run.steps=100000", "run.eval_every=0", *extra), "--out", str(run_dir), "--quiet"]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def _wait_for_steps(run_dir: Path, agent: str, timeout: float = 120) -> None:
@@ -94,8 +105,6 @@ def test_a_killed_agent_stops_the_run_within_seconds(run_dir: Path) -> None:
         meta = json.loads((run_dir / "meta.json").read_text())
         victim = meta["agents"]["l2"]["pid"]
         killed = time.monotonic()
-        import os
-
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
         assert time.monotonic() - killed < 30
@@ -108,15 +117,17 @@ def test_a_killed_agent_stops_the_run_within_seconds(run_dir: Path) -> None:
     assert (run_dir / "checkpoints" / "head.pt").exists()  # the others saved on their way out
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_records(run_dir: Path) -> None:
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_records(run_dir: Path, sig: int, reason: str) -> None:
     proc = _start_run(run_dir)
     try:
         _wait_for_steps(run_dir, "head")
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 1
+    assert reason in err
     assert summary(run_dir)["status"] == "stopped"
     meta = json.loads((run_dir / "meta.json").read_text())
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
