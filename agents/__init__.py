@@ -5,7 +5,8 @@ Public API (import from ``agents`` only):
 - topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
   ``store_capacity`` (how many steps each agent's stores hold),
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
-- building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``.
+- building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``,
+  ``StepDecay`` (an optimizer's lr decay on the run's clock).
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
   (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``), ``Node`` (base),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
@@ -23,7 +24,7 @@ from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Grap
 from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, solve_hidden
 from .node import Node, NodeRuntime, Wiring
-from .optim import build_optimizer
+from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
 from .recurrent import RecurrentConfig, run_recurrent, validate_recurrent
 from .recurrent_node import RecurrentNode
@@ -58,6 +59,7 @@ __all__ = [
     "TickingCore",
     "Wiring",
     "build_module",
+    "StepDecay",
     "build_optimizer",
     "curve_wiring",
     "level_macs",

@@ -38,7 +38,7 @@ from interfaces import (
 from .blocks import ClassifierHead, build_module
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
-from .optim import build_optimizer
+from .optim import StepDecay, build_optimizer
 
 
 @dataclass
@@ -75,8 +75,10 @@ class FeedForwardAgent(Node):
     """A stage or a head of a feed-forward system; see the module docstring for one step."""
 
     def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
-                 window: int = 4, capacity: int = 32, metrics_every: int = 50, ack_inputs: bool = False) -> None:
+                 window: int = 4, capacity: int = 32, metrics_every: int = 50, ack_inputs: bool = False,
+                 steps: int = 0) -> None:
         self.spec = spec
+        self.total_steps = steps  # the run's environment steps: the clock of a decaying lr
         self.name = spec.name
         self.graph = graph
         self.in_edge: EdgeSpec = graph.in_edge(spec.name)
@@ -125,6 +127,7 @@ class FeedForwardAgent(Node):
         self.rng = random.Random(self.seed)
         self.module = build_module(self.spec.module).to(self.device)
         self.optimizer = build_optimizer(self.spec.optimizer, self.module.parameters())
+        self.decay = StepDecay(self.optimizer, self.spec.optimizer, self.total_steps)
         self.sg: dict[str, SyntheticGradient] = {}
         for e in self.out_edges:
             if e.backward in ("dni", "cdni"):
@@ -321,6 +324,7 @@ class FeedForwardAgent(Node):
 
     def _update(self) -> None:
         if self.rng.random() < self.spec.update_prob:
+            self.decay.at(self.last_step)
             self.optimizer.step()
             self.updates += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -414,7 +418,7 @@ class FeedForwardAgent(Node):
         out: dict[str, float] = {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
                                  "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
                                  "stored": len(self.inputs) + len(self.acts) + len(self.labels),
-                                 "wall_s": time.monotonic() - self.t_start}
+                                 "wall_s": time.monotonic() - self.t_start, "lr": self.optimizer.param_groups[0]["lr"]}
         for name, sg in self.sg.items():
             out[f"{name}/sg_dropped"] = sg.dropped
             out[f"{name}/sg_unmatched"] = sg.unmatched

@@ -48,7 +48,7 @@ from interfaces import Expectations, Kind, Message, StepBuffer, Synthesizer, Syn
 from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
-from .optim import build_optimizer
+from .optim import StepDecay, build_optimizer
 
 __all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "solve_hidden"]
 
@@ -191,8 +191,9 @@ class TickingAgent(Node):
 
     def __init__(self, spec: AgentSpec, graph: Graph, level: int, schedule: TickSchedule, classes: int,
                  group: int = 0, seed: int = 0, run_dir: str | None = None, window: int = 4,
-                 capacity: int = 32, metrics_every: int = 50) -> None:
+                 capacity: int = 32, metrics_every: int = 50, steps: int = 0) -> None:
         self.spec = spec
+        self.total_steps = steps  # the run's environment steps: the clock of a decaying lr
         self.name = spec.name
         self.graph = graph
         self.level = level
@@ -249,6 +250,7 @@ class TickingAgent(Node):
         phases = self.n if not self.head else 1
         self.core = TickingCore(in_dim, int(m["hidden"]), out_dim, int(m.get("encoder", 0)), phases).to(self.device)
         self.optimizer = build_optimizer(self.spec.optimizer, self.core.parameters())
+        self.decay = StepDecay(self.optimizer, self.spec.optimizer, self.total_steps)
         self.sg: SyntheticGradient | None = None
         self.sg_state = self.sg_window = self.sg_inputs = False
         if self.mode in ("dni", "cdni"):
@@ -474,6 +476,7 @@ class TickingAgent(Node):
     def _update(self) -> None:
         if self.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.clip)
+        self.decay.at(self.last_step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
@@ -561,7 +564,8 @@ class TickingAgent(Node):
     def counters(self) -> dict[str, float]:
         out: dict[str, float] = {"ticks": self.ticks, "updates": self.updates, "max_lead": self.max_lead,
                                  "store_dropped": self.inputs.dropped + self.labels.dropped,
-                                 "wall_s": time.monotonic() - self.t_start, "train_s": self.train_seconds()}
+                                 "wall_s": time.monotonic() - self.t_start, "train_s": self.train_seconds(),
+                                 "lr": self.optimizer.param_groups[0]["lr"]}
         if self.sg is not None:
             out["sg/dropped"] = self.sg.dropped
             out["sg/unmatched"] = self.sg.unmatched

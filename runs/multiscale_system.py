@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents import (
     BACKWARD_MODES,
     ENV,
@@ -35,6 +37,7 @@ from agents import (
     Graph,
     NodeSpec,
     TickSchedule,
+    build_optimizer,
     level_macs,
     pick_device,
     solve_hidden,
@@ -164,6 +167,11 @@ def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
             raise RecipeError(f"{where}.hidden: \"auto\" sizes a level against the one below; give an int")
         if "hidden" in merged and isinstance(merged["hidden"], int) and merged["hidden"] < 1:
             raise RecipeError(f"{where}.hidden: must be >= 1, got {merged['hidden']}")
+        if "optimizer" in merged:  # built once on a dummy tensor: a bad name or argument fails here, not in a process
+            try:
+                build_optimizer(merged["optimizer"], [torch.zeros(1, requires_grad=True)])
+            except ValueError as err:
+                raise RecipeError(f"{where}.{err}") from None
         if merged.get("slowdown", 1.0) < 1.0:
             raise RecipeError(f"{where}.slowdown: must be >= 1 (a factor), got {merged['slowdown']}")
         if merged.get("stage_ms", 0.0) < 0 or merged.get("clip", 0.0) < 0:
@@ -252,7 +260,7 @@ def multiscale_specs(recipe: dict[str, Any], plan: MultiscalePlan, run_dir: str)
             spec=agent, graph=plan.graph, level=i, schedule=plan.schedule, classes=plan.classes,
             group=plan.groups.get(name, 0), seed=run["seed"] * 1000 + i, run_dir=run_dir,
             window=plan.credits.get(name, run["window"]), capacity=run["capacity"],
-            metrics_every=run["metrics_every"]),
+            metrics_every=run["metrics_every"], steps=run["steps"]),
             device=agent.device, threads=1, required=agent.head,
             num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
     return specs

@@ -132,7 +132,8 @@ def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeS
     for i, agent in enumerate(graph.agents):
         specs.append(NodeSpec(agent.name, agent.factory, dict(
             spec=agent, graph=graph, seed=run["seed"] * 1000 + i, run_dir=run_dir, window=run["window"],
-            capacity=run["capacity"], metrics_every=run["metrics_every"], ack_inputs=run["pace"] == "all"),
+            capacity=run["capacity"], metrics_every=run["metrics_every"], ack_inputs=run["pace"] == "all",
+            steps=run["steps"]),
             device=agent.device, threads=threads, required=agent.head,
             num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
     return specs

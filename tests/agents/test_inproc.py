@@ -34,3 +34,15 @@ def test_a_long_locked_chain_does_not_stall(tmp_path: Path) -> None:
     _, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed"
     assert {a["steps"] for name, a in summary["agents"].items() if name != "env"} == {40}
+
+
+def test_a_decaying_lr_reaches_every_agent(tmp_path: Path) -> None:
+    """``optimizer.decay`` in the agents' defaults: each feed-forward agent anneals on the run's clock."""
+    recipe, plan = prepare("runs/mnist-fcn4-dni.toml", [*TINY, "run.launcher=inproc", "run.eval_every=0",
+                                                         'defaults.agent.optimizer={lr=1e-3, decay="cosine"}'])
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed"
+    for name in (a.name for a in plan.agents):
+        rows = [json.loads(x) for x in (run_dir / "metrics" / f"{name}.jsonl").read_text().splitlines()]
+        lrs = [r["lr"] for r in rows]
+        assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.05e-3, name

@@ -60,6 +60,8 @@ def test_k_sweep_cells_check() -> None:
     ("levels.slow.slowdown=0.5", "levels.slow.slowdown"),
     ("defaults.edge.synthesizer.context=label", "defaults.edge.synthesizer.context"),
     ("defaults.edge.synthesizer.encoder=0", "defaults.edge.synthesizer.encoder"),
+    ('levels.fast.optimizer={name="adam", decay="step"}', "levels.fast.optimizer.decay"),
+    ('levels.slow.optimizer={name="adamz"}', "levels.slow.optimizer.name"),
 ])
 def test_bad_keys_are_rejected_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(RecipeError) as err:
@@ -93,3 +95,19 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     png = plot_multiscale([run_dir], tmp_path / "fig.png")
     assert png.stat().st_size > 0
     assert compare(run_dir, [])[0]["reach_ratio"] is not None
+
+
+def test_a_decaying_lr_follows_the_run_clock(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "multiscale-dni.toml", TINY + [
+        "run.steps=48", "run.eval_every=48", "run.metrics_every=8", "run.launcher=inproc", "levels.fast.hidden=8",
+        "levels.fast.encoder=8", "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16",
+        'levels.fast.optimizer={name="adam", lr=1e-3, decay="linear"}'])
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    fast = [json.loads(line) for line in (run_dir / "metrics" / "fast.jsonl").read_text().splitlines()]
+    slow = [json.loads(line) for line in (run_dir / "metrics" / "slow.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in fast if "lr" in r]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1e-3  # falls with the env step, near 0 at the end
+    assert fast[-1]["lr"] == pytest.approx(1e-3 * (1 - fast[-1]["step"] / 48))
+    assert {r["lr"] for r in slow if "lr" in r} == {1e-3}  # the slow level kept its constant lr

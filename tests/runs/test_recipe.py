@@ -49,6 +49,7 @@ def test_overrides_are_toml_values() -> None:
     ("defaults.agent.update_prob=0", "update_prob"),
     ("defaults.agent.slowdown=0.5", "slowdown"),
     ("defaults.agent.optimizer={name=\"adamz\"}", "optimizer.name"),
+    ("defaults.agent.optimizer={decay=\"cos\"}", "optimizer.decay"),
     ("model.kind=transformer", "model.kind"),
     ("model.depth=1", "model.depth"),
     ("overrides.l9.slowdown=2", "overrides.l9"),
