@@ -284,8 +284,9 @@ _MARKERS = ["o", "s", "^", "D", "x", "v", "P", "*", "h", "<", ">", "p"]
 VARIANT_STYLES = [(_LINES[i % len(_LINES)], _MARKERS[i]) for i in range(len(_MARKERS))]  # 12 distinct
 
 
-def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
-    """One PNG: the slow agent's test accuracy vs training seconds (left) and vs training samples (right)."""
+def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: float | None = None) -> Path:
+    """One PNG: the slow agent's test accuracy vs training seconds (left) and vs training samples (right);
+    ``ymin`` cuts the early climb off the axes so that late differences of a point or less can be seen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,6 +312,8 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "") -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("slow agent test accuracy (%)")
         ax.grid(alpha=0.3)
+        if ymin is not None:
+            ax.set_ylim(bottom=ymin)
         if ax.lines:
             ax.legend(fontsize=7)
     if title:
@@ -350,9 +353,13 @@ def compare(baseline: Path, others: list[Path]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m runs.multiscale_system plot OUT.png RUN...`` or ``compare BASELINE RUN...``."""
+    """``python -m runs.multiscale_system plot OUT.png [--ymin PERCENT] RUN...`` or ``compare BASELINE RUN...``."""
+    ymin = None
+    if len(argv) >= 3 and argv[2] == "--ymin":
+        ymin = float(argv[3])
+        argv = argv[:2] + argv[4:]
     if len(argv) >= 3 and argv[0] == "plot":
-        print(plot_multiscale([Path(p) for p in argv[2:]], Path(argv[1])))
+        print(plot_multiscale([Path(p) for p in argv[2:]], Path(argv[1]), ymin=ymin))
     elif len(argv) >= 2 and argv[0] == "compare":
         for row in compare(Path(argv[1]), [Path(p) for p in argv[2:]]):
             print(json.dumps(row))

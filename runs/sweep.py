@@ -7,6 +7,7 @@ across several sessions) picks up where it stopped.
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import sys
 import tomllib
@@ -52,8 +53,13 @@ def sweep_cells(sweep_file: str | Path) -> tuple[dict[str, Any], list[tuple[str,
 
 
 def _toml(value: Any) -> str:
+    """A TOML value for ``--set``: inline tables and arrays too, so ``set`` can fix a whole optimizer table."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)  # a TOML basic string escapes as JSON does
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -46,6 +46,15 @@ def test_k_sweep_cells_check() -> None:
         assert plan.schedule.periods[-1] == int(next(o for o in overrides if "env.kwargs.k" in o).split("=")[1])
 
 
+def test_long_sweep_gives_every_system_the_same_decaying_fast_agent() -> None:
+    _, cells = sweep_cells(RUNS / "sweeps" / "multiscale-long.toml")
+    assert len(cells) == 9
+    for _, recipe, overrides in cells:
+        checked, plan = prepare(recipe, overrides + TINY)
+        assert checked["run"]["steps"] == 96000
+        assert plan.graph.agent("fast").optimizer == {"name": "adam", "lr": 3e-4, "decay": "cosine"}
+
+
 @pytest.mark.parametrize("override,key", [
     ("levels.slow.hiden=3", "levels.slow.hiden"),
     ("levels.fast.backward=dni", "levels.fast.backward"),
@@ -94,6 +103,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert rows[-1]["examples"] == 4 * 16 // 4  # every slow tick of the 16-step eval episode, 4 streams
     png = plot_multiscale([run_dir], tmp_path / "fig.png")
     assert png.stat().st_size > 0
+    assert plot_multiscale([run_dir], tmp_path / "zoom.png", ymin=50.0).stat().st_size > 0
     assert compare(run_dir, [])[0]["reach_ratio"] is not None
 
 
