@@ -292,15 +292,16 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    dirs = [Path(d) for d in run_dirs if accuracy_curve(Path(d))]
+    legend_rows = math.ceil(len(dirs) / 2)  # one legend for both panels, below them, so that it hides no curve
+    height = 4 + 0.17 * legend_rows
+    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, height))
     variants: list[str] = []
-    for run_dir in run_dirs:
-        rows = accuracy_curve(Path(run_dir))
-        if not rows:
-            continue
-        label = Path(run_dir).name
+    for run_dir in dirs:
+        rows = accuracy_curve(run_dir)
+        label = run_dir.name
         # one colour per edge mode, one line style per variant (k, simulated devices, levels), so runs are told apart
-        mode = describe(tomllib.loads((Path(run_dir) / "recipe.toml").read_text()))["mode"]
+        mode = describe(tomllib.loads((run_dir / "recipe.toml").read_text()))["mode"]
         variant = label.replace({"bprop": "backprop"}.get(mode, mode), "", 1)
         if variant not in variants:
             variants.append(variant)
@@ -314,11 +315,11 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
         ax.grid(alpha=0.3)
         if ymin is not None:
             ax.set_ylim(bottom=ymin)
-        if ax.lines:
-            ax.legend(fontsize=7)
+    if dirs:
+        fig.legend(*ax_s.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.17 * legend_rows / height + 0.02, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
