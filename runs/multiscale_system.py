@@ -292,13 +292,13 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dirs = [Path(d) for d in run_dirs if accuracy_curve(Path(d))]
-    legend_rows = math.ceil(len(dirs) / 2)  # one legend for both panels, below them, so that it hides no curve
+    curves = {Path(d): accuracy_curve(Path(d)) for d in run_dirs}
+    curves = {d: rows for d, rows in curves.items() if rows}
+    legend_rows = math.ceil(len(curves) / 2)  # one legend for both panels, below them, so that it hides no curve
     height = 4 + 0.17 * legend_rows
     fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, height))
     variants: list[str] = []
-    for run_dir in dirs:
-        rows = accuracy_curve(run_dir)
+    for run_dir, rows in curves.items():
         label = run_dir.name
         # one colour per edge mode, one line style per variant (k, simulated devices, levels), so runs are told apart
         mode = describe(tomllib.loads((run_dir / "recipe.toml").read_text()))["mode"]
@@ -315,7 +315,7 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
         ax.grid(alpha=0.3)
         if ymin is not None:
             ax.set_ylim(bottom=ymin)
-    if dirs:
+    if curves:
         fig.legend(*ax_s.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)

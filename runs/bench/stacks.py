@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents import FeedForwardAgent, build_module, build_optimizer
+from agents import FeedForwardAgent, build_module
 
 FACTORY = "runs.bench.stacks:StackAgent"
 
@@ -36,7 +36,7 @@ class StackAgent(FeedForwardAgent):
         if self.layers:
             torch.manual_seed(self.seed)
             self.module = build_stack(self.layers).to(self.device)
-            self.optimizer = build_optimizer(self.spec.optimizer, self.module.parameters())
+            self.build_optimizer()
 
 
 def fcn_layers(depth: int = 4, hidden: int = 256, inputs: int = 784, classes: int = 10) -> list[dict[str, Any]]:
