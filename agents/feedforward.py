@@ -126,7 +126,7 @@ class FeedForwardAgent(Node):
         torch.manual_seed(self.seed)
         self.rng = random.Random(self.seed)
         self.module = build_module(self.spec.module).to(self.device)
-        self.build_optimizer()
+        self.make_optimizer()
         self.sg: dict[str, SyntheticGradient] = {}
         for e in self.out_edges:
             if e.backward in ("dni", "cdni"):
@@ -321,7 +321,7 @@ class FeedForwardAgent(Node):
             self._update()
         self._send_target(step, x.grad if x.requires_grad else None, like=x)
 
-    def build_optimizer(self) -> None:
+    def make_optimizer(self) -> None:
         """The optimizer (and its lr decay) for ``self.module``; call again after replacing the module."""
         self.optimizer = build_optimizer(self.spec.optimizer, self.module.parameters())
         self.decay = StepDecay(self.optimizer, self.spec.optimizer, self.total_steps)

@@ -36,7 +36,7 @@ class StackAgent(FeedForwardAgent):
         if self.layers:
             torch.manual_seed(self.seed)
             self.module = build_stack(self.layers).to(self.device)
-            self.build_optimizer()
+            self.make_optimizer()
 
 
 def fcn_layers(depth: int = 4, hidden: int = 256, inputs: int = 784, classes: int = 10) -> list[dict[str, Any]]:

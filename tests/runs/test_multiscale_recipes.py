@@ -17,6 +17,9 @@ from runs.sweep import sweep_cells
 RUNS = Path(__file__).resolve().parents[2] / "runs"
 RECIPES = ["multiscale-backprop.toml", "multiscale-dni.toml", "multiscale-cdni.toml", "multiscale3-dni.toml"]
 TINY = ["env.kwargs.limit=60", "env.kwargs.batch_size=4"]
+# a run that finishes in seconds in this process: 48 steps, an 8-unit fast agent, a 16-step evaluation episode
+TINY_RUN = TINY + ["run.steps=48", "run.launcher=inproc", "levels.fast.hidden=8", "levels.fast.encoder=8",
+                   "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -92,9 +95,7 @@ def test_cdni_only_into_the_top_level() -> None:
 
 def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    recipe, plan = prepare(RUNS / "multiscale-cdni.toml", TINY + [
-        "run.steps=48", "run.eval_every=24", "run.launcher=inproc", "levels.fast.hidden=8", "levels.fast.encoder=8",
-        "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"])
+    recipe, plan = prepare(RUNS / "multiscale-cdni.toml", TINY_RUN + ["run.eval_every=24"])
     run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed", summary.get("error")
     assert 0.0 <= summary["eval"]["test_accuracy"] <= 100.0 and summary["eval"]["train_s"] > 0
@@ -109,10 +110,8 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
 
 def test_a_decaying_lr_follows_the_run_clock(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    recipe, plan = prepare(RUNS / "multiscale-dni.toml", TINY + [
-        "run.steps=48", "run.eval_every=48", "run.metrics_every=8", "run.launcher=inproc", "levels.fast.hidden=8",
-        "levels.fast.encoder=8", "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16",
-        'levels.fast.optimizer={name="adam", lr=1e-3, decay="linear"}'])
+    recipe, plan = prepare(RUNS / "multiscale-dni.toml", TINY_RUN + [
+        "run.eval_every=48", "run.metrics_every=8", 'levels.fast.optimizer={name="adam", lr=1e-3, decay="linear"}'])
     run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed", summary.get("error")
     fast = [json.loads(line) for line in (run_dir / "metrics" / "fast.jsonl").read_text().splitlines()]
