@@ -8,8 +8,8 @@ Reads every run folder under the results root (``recipe.toml`` + ``metrics/recur
   length currently being trained) vs training windows for each T, BPTT vs DNI (vs DNI + Aux if run); and
   for the DNI runs the synthetic gradient's quality at the window boundary, cosine similarity and norm
   ratio of M(s) to its bootstrapped target, vs windows;
-- ``recurrent-charlm.png``: validation BPC vs training characters (equal data across T), training BPC,
-  the DNI runs' synthetic-gradient cosine / norm ratio, and the core's gradient norm before clipping.
+- ``recurrent-charlm.png``: validation BPC vs training characters (equal data across T), training BPC, the
+  core's gradient norm before clipping, and the DNI runs' synthetic-gradient cosine and norm ratio.
 """
 
 from __future__ import annotations
@@ -98,33 +98,49 @@ def plot_copy(runs: list[dict], task: str, out: Path) -> Path | None:
 
 
 VALID_TOP = 3.2  # BPC; the diverged M(h, c) cells sit at ~4.86 and would flatten every other curve
+DIVERGED_BPC = 4.0  # a DNI cell whose best validation BPC stays above this diverged: left out of the SG panels
+
+
+def _diverged(run: dict) -> bool:
+    valid = [row["valid_bpc"] for row in run["rows"] if row.get("valid_bpc") is not None]
+    return bool(valid) and min(valid) > DIVERGED_BPC
 
 
 def plot_charlm(runs: list[dict], out: Path) -> Path | None:
+    """Six panels: validation and training BPC, the core's gradient norm, and, for the DNI runs that did
+    not diverge, the synthetic gradient's cosine and norm ratio to its bootstrapped target (on their own
+    axes: a near-zero cosine is the char LM's story, and one shared axis with the ratios hid it)."""
     runs = [r for r in runs if r["task"] == "charlm"]
     if not runs:
         return None
-    fig, ax = plt.subplots(1, 4, figsize=(21, 4.5))
+    fig, axes = plt.subplots(2, 3, figsize=(18, 9))
+    (valid_ax, train_ax, grad_ax), (cos_ax, ratio_ax, legend_ax) = axes
     colour = plt.get_cmap("tab20")  # 20 distinct colours: one per run
     for i, r in enumerate(sorted(runs, key=lambda r: (r["T"], r["mode"], r["name"]))):
         chars = r["T"] * r["batch"] / 1e6  # characters (millions) per window
-        label = r["name"]
-        c = colour(i % 20)
-        ax[0].plot(*_xy(r["rows"], "valid_bpc", chars), STYLE[r["mode"]], marker="o", color=c, label=label)
-        ax[1].plot(*_xy(r["rows"], "train_bpc", chars), STYLE[r["mode"]], color=c, label=label)
-        if r["mode"] != "bptt":
-            ax[2].plot(*_xy(r["rows"], "sg_cosine", chars), color=c, label=f"{label} cosine")
-            ax[2].plot(*_xy(r["rows"], "sg_norm_ratio", chars), ":", color=c, label=f"{label} norm ratio")
-        ax[3].semilogy(*_xy(r["rows"], "grad_norm", chars), STYLE[r["mode"]], color=c, label=label)
-    ax[0].set(xlabel="training characters (M)", ylabel="validation BPC", ylim=(None, VALID_TOP),
-              title=f"char LM: validation BPC (axis cut at {VALID_TOP}: diverged runs above)")
-    ax[1].set(xlabel="training characters (M)", ylabel="training BPC (mean since last log)", title="training BPC")
-    ax[2].set(xlabel="training characters (M)", ylabel="value", title="DNI: SG cosine / norm ratio at boundary")
-    ax[3].set(xlabel="training characters (M)", ylabel="core gradient norm before clipping", title="core grad norm")
-    for a in ax:
+        style = {"ls": STYLE[r["mode"]], "color": colour(i % 20), "label": r["name"]}
+        valid_ax.plot(*_xy(r["rows"], "valid_bpc", chars), marker="o", ms=3, **style)
+        train_ax.plot(*_xy(r["rows"], "train_bpc", chars), **style)
+        grad_ax.semilogy(*_xy(r["rows"], "grad_norm", chars), **style)
+        if r["mode"] != "bptt" and not _diverged(r):
+            cos_ax.plot(*_xy(r["rows"], "sg_cosine", chars), **style)
+            ratio_ax.plot(*_xy(r["rows"], "sg_norm_ratio", chars), **style)
+    x = "training characters (M)"
+    valid_ax.set(xlabel=x, ylabel="validation BPC", ylim=(None, VALID_TOP),
+                 title=f"validation BPC (axis cut at {VALID_TOP}: diverged runs above)")
+    train_ax.set(xlabel=x, ylabel="training BPC (mean since last log)", title="training BPC")
+    grad_ax.set(xlabel=x, ylabel="core gradient norm before clipping", title="core gradient norm")
+    cos_ax.set(xlabel=x, ylabel="cos(M(h), bootstrapped target)",
+               title=f"DNI: SG cosine at the boundary (runs that diverged, best BPC > {DIVERGED_BPC}, left out)")
+    cos_ax.axhline(0.0, color="grey", lw=0.5)
+    ratio_ax.set(xlabel=x, ylabel="||M(h)|| / ||target||", yscale="log", title="DNI: SG norm ratio at the boundary")
+    ratio_ax.axhline(1.0, color="grey", lw=0.5)
+    for a in (valid_ax, train_ax, grad_ax, cos_ax, ratio_ax):
         a.grid(alpha=0.3)
-        if a.lines:
-            a.legend(fontsize=7)
+    legend_ax.axis("off")
+    legend_ax.legend(*valid_ax.get_legend_handles_labels(), loc="center", fontsize=8, ncol=2,
+                     title="dashed: BPTT, solid: DNI, dotted: DNI + Aux")
+    fig.suptitle("char LM (Shakespeare): BPTT T=8 / T=40 vs DNI T=8")
     fig.tight_layout()
     path = out / "recurrent-charlm.png"
     fig.savefig(path, dpi=110)
