@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import sys
 import tomllib
@@ -22,7 +23,16 @@ SWEEP_KEYS = {"name", "recipes", "grid", "set", "out"}
 
 
 def _label(key: str, value: Any) -> str:
-    return f"{key.split('.')[-1]}{value}"
+    """Part of a cell's folder name: the key's last part and the value, as a safe file name ([64, 64] -> 64_64)."""
+    return key.split(".")[-1] + _slug(value)
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, dict):
+        return "_".join(f"{key}{_slug(v)}" for key, v in value.items())
+    if isinstance(value, list):
+        return "_".join(_slug(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "", str(value))
 
 
 def sweep_cells(sweep_file: str | Path) -> tuple[dict[str, Any], list[tuple[str, Path, list[str]]]]:

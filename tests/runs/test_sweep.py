@@ -31,3 +31,13 @@ def test_unknown_sweep_key_is_named(tmp_path: Path) -> None:
     sweep.write_text('[sweep]\nrecipes = []\ngird = {}\n')
     with pytest.raises(RecipeError, match="^sweep.gird"):
         sweep_cells(sweep)
+
+
+def test_cell_names_from_tables_and_arrays_are_safe_file_names(tmp_path: Path) -> None:
+    sweep = tmp_path / "s.toml"
+    recipe = RUNS / "multiscale-dni.toml"
+    sweep.write_text(f'[sweep]\nrecipes = ["{recipe}"]\n'
+                     'grid = { "defaults.edge.synthesizer.hidden" = [[64, 64]], '
+                     '"levels.fast.optimizer" = [{ name = "adam", lr = 3e-4 }] }\n')
+    _, cells = sweep_cells(sweep)
+    assert [name for name, _, _ in cells] == ["multiscale-dni-hidden64_64-optimizernameadam_lr0.0003"]
