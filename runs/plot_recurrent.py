@@ -107,7 +107,7 @@ def _diverged(run: dict) -> bool:
 
 
 def plot_charlm(runs: list[dict], out: Path) -> Path | None:
-    """Six panels: validation and training BPC, the core's gradient norm, and, for the DNI runs that did
+    """Five panels and a legend: validation and training BPC, the core's gradient norm, and, for the DNI runs that did
     not diverge, the synthetic gradient's cosine and norm ratio to its bootstrapped target (on their own
     axes: a near-zero cosine is the char LM's story, and one shared axis with the ratios hid it)."""
     runs = [r for r in runs if r["task"] == "charlm"]
