@@ -190,7 +190,9 @@ class FeedForwardAgent(Node):
             if msg.step > self.last_step:
                 self.acts.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.TARGET:
+            t0 = time.monotonic()
             self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
+            self.busy_s += time.monotonic() - t0  # M's learning step or the held step's backward: work too
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
             self.inflight[msg.edge] -= 1
 

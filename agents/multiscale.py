@@ -343,7 +343,9 @@ class TickingAgent(Node):
                 raise self._reject(msg, f"step {msg.step} is not an output tick of {self.name!r}")
             self.last_target = max(self.last_target, msg.step)
             if self.sg is not None:
+                t0 = time.monotonic()
                 stats = self.sg.learn(msg.step, msg.tensors[0].to(self.device))
+                self.busy_s += time.monotonic() - t0  # M's learning step is work too
                 if stats:
                     self.means.add(stats, "sg/")
             else:
@@ -353,7 +355,9 @@ class TickingAgent(Node):
 
     # -- working ----------------------------------------------------------------------------------
     def work(self) -> bool:
+        t0 = time.monotonic()
         if self._resolve_targets():
+            self.busy_s += time.monotonic() - t0  # a held window's backward is work too
             return True
         if self._eval_ready():
             self._eval_tick()

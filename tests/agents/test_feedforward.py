@@ -1,4 +1,5 @@
-"""Feed-forward agents driven message by message: evaluation passes that overlap in flight stay apart."""
+"""Feed-forward agents driven message by message: evaluation passes that overlap in flight stay apart, and the
+work done when a target arrives counts as busy."""
 
 from __future__ import annotations
 
@@ -63,3 +64,17 @@ def test_a_message_for_a_finished_pass_is_rejected_naming_sender_edge_and_step()
     with pytest.raises(WireError, match="round 0 is not pending") as err:
         agent.on_message(eval_msg(Kind.ACT, 0, torch.zeros(B, FEATURES)))
     assert "l1" in str(err.value) and "l1->head" in str(err.value) and "step 0" in str(err.value)
+
+
+def test_busy_counts_the_synthesizer_learning_when_a_target_arrives() -> None:
+    l1 = AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,))
+    head = AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
+                     out_shape=(CLASSES,), head=True)
+    graph = Graph([l1, head], [EdgeSpec("env", "l1"), EdgeSpec("l1", "head", backward="dni")], (6,), CLASSES)
+    agent = FeedForwardAgent(graph.agent("l1"), graph)
+    agent.start(FakeRuntime())
+    agent.on_message(Message(Kind.INPUT, "env", "env->l1", 0, [torch.randn(B, 6)]))
+    assert agent.work()
+    before = agent.busy_s
+    agent.on_message(Message(Kind.TARGET, "head", "l1->head", 0, [torch.randn(B, FEATURES)]))
+    assert agent.sg["l1->head"].trained == 1 and agent.busy_s > before

@@ -181,6 +181,24 @@ def test_backprop_fast_agent_waits_for_the_true_gradient() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.core.parameters()))
 
 
+def test_busy_counts_the_work_done_when_a_target_arrives() -> None:
+    # backprop: the held window's backward runs in work() once its δ came; DNI: M learns when the target comes
+    agent, _ = make_agent("fast", "backprop")
+    for m in inputs(range(2 * K)):
+        agent.on_message(m)
+    drain(agent)
+    agent.on_message(Message(Kind.TARGET, "slow", "fast->slow", K - 1, [torch.ones(B, 5)]))
+    before = agent.busy_s
+    assert agent.work() and not agent.pending and agent.busy_s > before  # that work() only resolved the window
+    agent, _ = make_agent("fast", "dni")
+    for m in inputs(range(K)):
+        agent.on_message(m)
+    drain(agent)
+    before = agent.busy_s
+    agent.on_message(Message(Kind.TARGET, "slow", "fast->slow", K - 1, [torch.randn(B, 5)]))
+    assert agent.sg.trained == 1 and agent.busy_s > before
+
+
 # ------------------------------------------------------------------ end to end: separate threads
 
 
