@@ -32,7 +32,7 @@ def _slug(value: Any) -> str:
         return "_".join(f"{key}{_slug(v)}" for key, v in value.items())
     if isinstance(value, list):
         return "_".join(_slug(v) for v in value)
-    return re.sub(r"[^A-Za-z0-9.+-]", "", str(value))
+    return re.sub(r"[^A-Za-z0-9._+-]", "", str(value))
 
 
 def sweep_cells(sweep_file: str | Path) -> tuple[dict[str, Any], list[tuple[str, Path, list[str]]]]:

@@ -38,6 +38,7 @@ def test_cell_names_from_tables_and_arrays_are_safe_file_names(tmp_path: Path) -
     recipe = RUNS / "multiscale-dni.toml"
     sweep.write_text(f'[sweep]\nrecipes = ["{recipe}"]\n'
                      'grid = { "defaults.edge.synthesizer.hidden" = [[64, 64]], '
-                     '"levels.fast.optimizer" = [{ name = "adam", lr = 3e-4 }] }\n')
+                     '"levels.fast.optimizer" = [{ name = "adam", lr = 3e-4 }], '
+                     '"env.kwargs.target" = ["count_odd"] }\n')
     _, cells = sweep_cells(sweep)
-    assert [name for name, _, _ in cells] == ["multiscale-dni-hidden64_64-optimizernameadam_lr0.0003"]
+    assert [name for name, _, _ in cells] == ["multiscale-dni-hidden64_64-optimizernameadam_lr0.0003-targetcount_odd"]
