@@ -355,9 +355,7 @@ class TickingAgent(Node):
 
     # -- working ----------------------------------------------------------------------------------
     def work(self) -> bool:
-        t0 = time.monotonic()
         if self._resolve_targets():
-            self.busy_s += time.monotonic() - t0  # a held window's backward is work too
             return True
         if self._eval_ready():
             self._eval_tick()
@@ -465,6 +463,7 @@ class TickingAgent(Node):
         """Backprop: backward each held window whose true δ came; update once none is held."""
         did = False
         while self.pending and self.pending[0].out_step in self.targets:
+            t0 = time.monotonic()  # timed here, not in work(), so that an idle poll reads no clock
             win = self.pending.popleft()
             delta = self.targets.pop(win.out_step)
             self._simulate_device(self.n)
@@ -473,6 +472,7 @@ class TickingAgent(Node):
             did = True
             if not self.pending:
                 self._update()
+            self.busy_s += time.monotonic() - t0  # a held window's backward is work too
         for s in [s for s in self.targets if not any(w.out_step == s for w in self.pending)]:
             raise RuntimeError(f"{self.name}: true gradient for step {s}, which no held window emitted")
         return did

@@ -295,7 +295,8 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
     curves = {Path(d): accuracy_curve(Path(d)) for d in run_dirs}
     curves = {d: rows for d, rows in curves.items() if rows}
     legend_rows = math.ceil(len(curves) / 2)  # one legend for both panels, below them, so that it hides no curve
-    height = 4 + 0.17 * legend_rows
+    legend_h = 0.17 * legend_rows  # inches
+    height = 4 + legend_h
     fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, height))
     variants: list[str] = []
     for run_dir, rows in curves.items():
@@ -319,7 +320,7 @@ def plot_multiscale(run_dirs: list[Path], path: Path, title: str = "", ymin: flo
         fig.legend(*ax_s.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.17 * legend_rows / height + 0.02, 1, 1))
+    fig.tight_layout(rect=(0, legend_h / height + 0.02, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -16,16 +16,21 @@ CLASSES = 3
 B = 4
 
 
-def head_agent() -> tuple[FeedForwardAgent, FakeRuntime]:
-    """The head of ``l1 -> head``: it evaluates l1's activations against the environment's labels."""
+def chain_agent(name: str, backward: str = "backprop") -> tuple[FeedForwardAgent, FakeRuntime]:
+    """One agent of ``l1 -> head`` (``backward``: the l1 -> head edge's mode), started on a fake runtime."""
     l1 = AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,))
     head = AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
                      out_shape=(CLASSES,), head=True)
-    graph = Graph([l1, head], [EdgeSpec("env", "l1"), EdgeSpec("l1", "head")], (6,), CLASSES)
-    agent = FeedForwardAgent(graph.agent("head"), graph)
+    graph = Graph([l1, head], [EdgeSpec("env", "l1"), EdgeSpec("l1", "head", backward=backward)], (6,), CLASSES)
+    agent = FeedForwardAgent(graph.agent(name), graph)
     rt = FakeRuntime()
     agent.start(rt)
     return agent, rt
+
+
+def head_agent() -> tuple[FeedForwardAgent, FakeRuntime]:
+    """The head of ``l1 -> head``: it evaluates l1's activations against the environment's labels."""
+    return chain_agent("head")
 
 
 def eval_msg(kind: Kind, rnd: int, tensor: torch.Tensor, final: bool = False) -> Message:
@@ -67,12 +72,7 @@ def test_a_message_for_a_finished_pass_is_rejected_naming_sender_edge_and_step()
 
 
 def test_busy_counts_the_synthesizer_learning_when_a_target_arrives() -> None:
-    l1 = AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,))
-    head = AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
-                     out_shape=(CLASSES,), head=True)
-    graph = Graph([l1, head], [EdgeSpec("env", "l1"), EdgeSpec("l1", "head", backward="dni")], (6,), CLASSES)
-    agent = FeedForwardAgent(graph.agent("l1"), graph)
-    agent.start(FakeRuntime())
+    agent, _ = chain_agent("l1", backward="dni")
     agent.on_message(Message(Kind.INPUT, "env", "env->l1", 0, [torch.randn(B, 6)]))
     assert agent.work()
     before = agent.busy_s
