@@ -10,7 +10,7 @@ Public API (import from ``agents`` only):
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
   (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``), ``Node`` (base),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
-  ``solve_hidden``).
+  ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs). ``RayLauncher`` lives in
   ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
@@ -22,7 +22,7 @@ from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
 from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
 from .launchers import InprocLauncher, Launcher, LocalLauncher
-from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, solve_hidden
+from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
@@ -64,6 +64,8 @@ __all__ = [
     "curve_wiring",
     "level_macs",
     "pick_device",
+    "pool_images",
+    "pooled_dim",
     "resolve",
     "run_recurrent",
     "solve_hidden",

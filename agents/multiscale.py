@@ -50,7 +50,7 @@ from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
 from .optim import StepDecay, build_optimizer
 
-__all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "solve_hidden"]
+__all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "pool_images", "pooled_dim", "solve_hidden"]
 
 State = tuple[Tensor, Tensor]  # (h, c), each [B, H]
 
@@ -118,6 +118,28 @@ def solve_hidden(target_macs: float, in_dim: int, out_dim: int, phases: int = 1)
     b = 4 * core_in + out_dim
     h = (-b + math.sqrt(b * b + 16 * target_macs)) / 8
     return max(1, round(h))
+
+
+def pool_images(x: Tensor, factor: int) -> Tensor:
+    """Flat square images [B, S * S] -> [B, (S // factor) ** 2], each factor x factor block averaged.
+
+    Why: an M that reads raw digits needs their identity, not every pixel; 2x2 pooling quarters its encoder.
+    """
+    if factor == 1:
+        return x
+    side = math.isqrt(x.shape[1])
+    return F.avg_pool2d(x.reshape(-1, 1, side, side), factor).flatten(1)
+
+
+def pooled_dim(in_dim: int, factor: int) -> int:
+    """Width of ``pool_images``' output; ValueError unless in_dim is a square image the factor divides."""
+    if factor == 1:
+        return in_dim
+    side = math.isqrt(in_dim)
+    if side * side != in_dim or side % factor:
+        raise ValueError(f"pool = {factor} needs square images whose side it divides; the inputs have {in_dim} "
+                         "values")
+    return (side // factor) ** 2
 
 
 class TickingCore(nn.Module):
@@ -259,13 +281,14 @@ class TickingAgent(Node):
             self.sg_state = context != "none"
             self.sg_window = context in ("window", "inputs")
             self.sg_inputs = context == "inputs"
-            per_tick = in_dim if self.sg_inputs else (int(m.get("encoder", 0)) or in_dim)
+            self.sg_pool = int(cfg.get("pool", 1))  # M reads each raw input average-pooled pool x pool
+            per_tick = pooled_dim(in_dim, self.sg_pool) if self.sg_inputs else (int(m.get("encoder", 0)) or in_dim)
             prefix = (self.classes if self.mode == "cdni" else 0) + (int(m["hidden"]) if self.sg_state else 0)
             context_dim = prefix + (self.n * per_tick if self.sg_window else 0)
             hidden = tuple(cfg.get("hidden", ()))
             module = None
             if self.sg_inputs and cfg.get("encoder"):  # one encoder shared by the window's raw inputs
-                module = SharedInputSynthesizer(out_dim, prefix, self.n, in_dim, int(cfg["encoder"]), hidden)
+                module = SharedInputSynthesizer(out_dim, prefix, self.n, per_tick, int(cfg["encoder"]), hidden)
             self.sg = SyntheticGradient(self.spec.out_shape, hidden=hidden, context_dim=context_dim,
                                         lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
                                         device=self.device, scale=cfg.get("scale", 1.0), module=module)
@@ -412,7 +435,7 @@ class TickingAgent(Node):
         self.state = self.core.advance(e, phase, self.state)
         win.inputs.append((s, x))
         if self.sg_window:  # what M may read besides out and h: this window's inputs (encoded, or raw)
-            win.features.append((x.flatten(1) if self.sg_inputs else e).detach())
+            win.features.append((pool_images(x.flatten(1), self.sg_pool) if self.sg_inputs else e).detach())
         self.ticks += 1
         self.last_step = s
         if self.head:

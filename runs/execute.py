@@ -27,6 +27,12 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
     recipe = apply_overrides(read_recipe(recipe_path), list(overrides or []))
     if launcher:
         recipe.setdefault("run", {})["launcher"] = launcher
+    return plan_recipe(recipe, default_name=Path(recipe_path).stem)
+
+
+def plan_recipe(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, Any], Any]:
+    """Check a recipe that is already a dict; returns (recipe with defaults, plan), the plan being what
+    ``node_specs_for`` needs for the recipe's ``run.kind``."""
     recipe = check_common(recipe)
     if recipe["run"]["launcher"] == "ray":  # an optional extra: say how to install it before anything starts
         from agents.ray_launcher import RayUnavailable, require_ray
@@ -36,7 +42,7 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
         except RayUnavailable as err:
             raise RecipeError(f"run.launcher: {err}") from None
     if not recipe["run"]["name"]:
-        recipe["run"]["name"] = Path(recipe_path).stem
+        recipe["run"]["name"] = default_name
     kind = recipe["run"]["kind"]
     if kind == "feedforward":
         return recipe, build_graph(recipe)
@@ -51,7 +57,8 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
     raise RecipeError(f"run.kind: {kind!r} is not supported")
 
 
-def _specs(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
+def node_specs_for(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
+    """The processes of a planned recipe (env node and agents), whatever its ``run.kind``."""
     kind = recipe["run"]["kind"]
     if kind == "feedforward":
         return node_specs(recipe, plan, str(run_dir))
@@ -103,7 +110,7 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     """Run a prepared recipe to the end; returns the run folder and its summary."""
     run_dir = new_run_dir(recipe["run"]["name"], out)
     records = RunRecords(run_dir, recipe, recipe_path)
-    specs = _specs(recipe, plan, run_dir)
+    specs = node_specs_for(recipe, plan, run_dir)
     ctx = zmq.Context()
     launcher = make_launcher(recipe, ctx)
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp

@@ -40,6 +40,7 @@ from agents import (
     build_optimizer,
     level_macs,
     pick_device,
+    pooled_dim,
     solve_hidden,
     store_capacity,
 )
@@ -64,8 +65,9 @@ LEVEL_KEYS: dict[str, Any] = {
 EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
 # M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
 # "window" on h and on the encoded inputs of the window that produced the output, "inputs" on h and on
-# that window's raw inputs (with ``encoder = F``: through one encoder of width F shared by the inputs)
-MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int}
+# that window's raw inputs (with ``encoder = F``: through one encoder of width F shared by the inputs; with
+# ``pool = P``: each input image average-pooled P x P first)
+MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int, "pool": int}
 SYNTH_CONTEXTS = ("none", "state", "window", "inputs")
 DEFAULT_OUT = 32
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
@@ -106,6 +108,9 @@ def _check_synth(table: dict[str, Any], where: str) -> None:
     if "encoder" in table and (table.get("context") != "inputs" or table["encoder"] < 1):
         raise RecipeError(f"{where}.encoder: a width >= 1, and only with context = \"inputs\" "
                           f"(got encoder = {table['encoder']!r}, context = {table.get('context', 'none')!r})")
+    if "pool" in table and (table.get("context") != "inputs" or table["pool"] < 1):
+        raise RecipeError(f"{where}.pool: a factor >= 1, and only with context = \"inputs\" "
+                          f"(got pool = {table['pool']!r}, context = {table.get('context', 'none')!r})")
 
 
 def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
@@ -206,6 +211,7 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
     edges: list[EdgeSpec] = []
     macs: dict[str, int] = {}
     prev_out, prev_macs = in_dim, 0
+    sender_in = in_dim  # input width of the level below this one (the sender of the edge into it)
     for i, (name, t) in enumerate(zip(names, tables)):
         top = i == len(names) - 1
         out = classes if top else t.get("out", DEFAULT_OUT)
@@ -226,6 +232,12 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
         sender = ENV if i == 0 else names[i - 1]
         edges.append(EdgeSpec(sender, name, backward="backprop" if i == 0 else t["backward"],
                               synthesizer=dict(t.get("synthesizer", {}))))
+        if i > 0 and t["backward"] in ("dni", "cdni"):
+            try:  # M reads the sender's raw inputs pooled: they must be square images the factor divides
+                pooled_dim(sender_in, int(t.get("synthesizer", {}).get("pool", 1)))
+            except ValueError as err:
+                raise RecipeError(f"levels.{name}.synthesizer.pool: {err}") from None
+        sender_in = prev_out
         prev_out, prev_macs = out, macs[name]
     graph = Graph(agents, edges, facts["shape"], classes)
     try:

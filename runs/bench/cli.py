@@ -150,6 +150,24 @@ def memory(seconds: float, n_agents: int, out: str | None, json_path: str | None
                    + [{"bench": "memory-growth", **r} for r in growth])
 
 
+@bench.command()
+@click.option("--recipes", default=None, help="Comma-separated recipe paths; the first is the baseline "
+              "[default: runs/multiscale-{backprop,dni,cdni}.toml].")
+@click.option("--steps", default=4000, show_default=True, help="Environment steps per recipe.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override applied to every recipe.")
+@out_option
+@json_option
+def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out: str | None, json_path: str | None,
+               collected: list[Row] | None = None) -> None:
+    """Multi-timescale controllers: ms per step and each process's CPU ms per step; the floors they set."""
+    from . import multiscale as m
+
+    paths = [r.strip() for r in recipes.split(",")] if recipes else list(m.DEFAULT_RECIPES)
+    rows = m.bench_multiscale(paths, steps, overrides, Path(out) if out else None)
+    _emit("multiscale: where each step's time goes (ratios vs the first recipe)", rows, m.columns(rows),
+          "multiscale", json_path, collected)
+
+
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")
@@ -178,6 +196,8 @@ def all_(ctx: click.Context, json_path: str | None, device: str, quick: bool, ou
         ctx.invoke(compute, seconds=10.0, device=device, out=sub("compute"), json_path=None, collected=rows)
         ctx.invoke(fused, seconds=8.0, device=device, out=sub("fused"), json_path=None, collected=rows)
         ctx.invoke(memory, seconds=8.0, n_agents=16, out=sub("memory"), json_path=None, collected=rows)
+        ctx.invoke(multiscale, recipes=None, steps=4000, overrides=(), out=sub("multiscale"), json_path=None,
+                   collected=rows)
     console.print(f"all benchmarks took {time.monotonic() - t0:.0f} s")
     if json_path:
         write_json(json_path, rows)

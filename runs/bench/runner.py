@@ -22,10 +22,8 @@ import zmq
 
 from agents import Supervisor
 
-from ..execute import make_launcher
-from ..recipe import check_common
+from ..execute import make_launcher, node_specs_for, plan_recipe
 from ..records import RunRecords, new_run_dir, read_jsonl
-from ..systems import build_graph, node_specs
 from .stacks import FACTORY
 
 SUPERVISOR = "supervisor"
@@ -98,13 +96,17 @@ class RunResult:
         rows = [r for r in self.metrics.get(node, []) if key in r]
         return steady_rate(rows, warm_frac, key)
 
-    def cpu_seconds(self, t_from: float, t_to: float) -> float:
-        """CPU seconds that all node processes (not the supervisor) used between two sampler times."""
+    def cpu_by_node(self, t_from: float, t_to: float) -> dict[str, float]:
+        """CPU seconds each node process (not the supervisor) used between two sampler times."""
         def at(t: float) -> dict[str, float]:
             best = min(self.sampler.samples, key=lambda s: abs(s[0] - t), default=(0.0, {}))
             return {n: c for n, (_, c) in best[1].items() if n != SUPERVISOR}
         a, b = at(t_from), at(t_to)
-        return sum(b[n] - a.get(n, b[n]) for n in b)
+        return {n: b[n] - a.get(n, b[n]) for n in b}
+
+    def cpu_seconds(self, t_from: float, t_to: float) -> float:
+        """CPU seconds that all node processes (not the supervisor) used between two sampler times."""
+        return sum(self.cpu_by_node(t_from, t_to).values())
 
 
 def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
@@ -124,12 +126,11 @@ def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "
 
 def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[str, Any]]] | None = None,
                sample_s: float = 0.2) -> RunResult:
-    """Run ``recipe`` to the end in ``out``; raise RuntimeError if it did not complete."""
-    recipe = check_common(copy.deepcopy(recipe))
-    graph = build_graph(recipe)
+    """Run ``recipe`` (any ``run.kind``) to the end in ``out``; raise RuntimeError if it did not complete."""
+    recipe, plan = plan_recipe(copy.deepcopy(recipe), default_name="bench")
     run_dir = new_run_dir(recipe["run"]["name"], out)
     records = RunRecords(run_dir, recipe, None)
-    specs = node_specs(recipe, graph, str(run_dir))
+    specs = node_specs_for(recipe, plan, run_dir)
     for spec in specs:
         if stacks and spec.name in stacks:
             spec.factory = FACTORY

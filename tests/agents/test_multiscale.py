@@ -13,7 +13,7 @@ import torch
 import zmq
 
 from agents import AgentSpec, EdgeSpec, Graph, NodeSpec, Supervisor, TickingAgent, TickSchedule, Wiring
-from agents.multiscale import SharedInputSynthesizer
+from agents.multiscale import SharedInputSynthesizer, pool_images, pooled_dim
 from agents.process import serve
 from interfaces import Kind, Message, WireError
 from tests.agents.helpers import FakeRuntime
@@ -158,6 +158,29 @@ def test_shared_input_synthesizer_reads_each_input_through_one_encoder() -> None
     swapped = context.clone()  # the same inputs in another order give another prediction: each is read
     swapped[:, 6:6 + PIX], swapped[:, 6 + PIX:6 + 2 * PIX] = context[:, 6 + PIX:6 + 2 * PIX], context[:, 6:6 + PIX]
     assert not torch.allclose(module(out, context), module(out, swapped))
+
+
+def test_pool_images_averages_blocks_of_square_images() -> None:
+    x = torch.arange(16.0).reshape(1, 16)  # one 4 x 4 image, rows 0-3, 4-7, ...
+    assert torch.equal(pool_images(x, 2), torch.tensor([[2.5, 4.5, 10.5, 12.5]]))
+    assert pool_images(x, 1) is x and pooled_dim(784, 2) == 196 and pooled_dim(32, 1) == 32
+    for bad in ((784, 3), (32, 2)):  # 28 is not a multiple of 3; 32 is not a square
+        with pytest.raises(ValueError, match="square images"):
+            pooled_dim(*bad)
+
+
+def test_pooled_inputs_are_what_m_reads() -> None:
+    # pool = 2: M's context holds each raw input averaged 2 x 2 (784 -> 196 values), through the shared encoder
+    agent, _ = make_agent("fast", "dni", synthesizer={"lr": 1e-3, "context": "inputs", "encoder": 3, "pool": 2})
+    module = agent.sg.module
+    assert isinstance(module, SharedInputSynthesizer) and module.encoder[0].in_features == PIX // 4
+    msgs = inputs(range(K))
+    for m in msgs:
+        agent.on_message(m)
+    drain(agent)
+    _, context = agent.sg.buffer.pop(K - 1)
+    expected = torch.cat([pool_images(m.tensors[0], 2) for m in msgs], 1)  # [B, K * 196]
+    assert context.shape == (B, 6 + K * PIX // 4) and torch.equal(context[:, 6:], expected)
 
 
 def test_dni_fast_agent_is_bounded_by_credits() -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from runs.bench import compute, fused, memory, pipeline, transport
+from runs.bench import compute, fused, memory, multiscale, pipeline, transport
 from runs.bench.cli import _sizes, bench
 from runs.bench.envs import RandomBatches
 from runs.bench.runner import run_recipe, steady_rate
@@ -73,6 +73,20 @@ def test_pipeline_rows(tmp_path):
     for row in rows:
         _has(row, "agents", "stage_ms", "mode", "steps_per_s", "ideal", "efficiency", "cpu_util")
         assert row["steps_per_s"] > 0
+
+
+def test_multiscale_rows(tmp_path):
+    _mnist_or_skip()
+    tiny = ["env.kwargs.limit=60", "env.kwargs.batch_size=4", "levels.fast.hidden=8", "levels.fast.encoder=8",
+            "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"]
+    rows = multiscale.bench_multiscale(multiscale.DEFAULT_RECIPES[:2], steps=400, overrides=tiny, out=tmp_path)
+    assert [r["recipe"] for r in rows] == ["multiscale-backprop", "multiscale-dni"] and rows[0]["ratio"] == 1.0
+    for row in rows:
+        _has(row, "ms_per_step", "cpu_ms_env", "cpu_ms_fast", "cpu_ms_slow", "floor_ratio_here", "work_ms_fast")
+        assert row["ms_per_step"] > 0 and row["cpu_ms_fast"] > 0  # the sampler saw each agent's process
+        assert row["cpu_ms_total"] == pytest.approx(sum(row[f"cpu_ms_{n}"] for n in ("env", "fast", "slow")))
+        assert row["floor_ms_here"] >= row["floor_ms_core_each"] > 0
+    assert set(multiscale.columns(rows)) <= set(rows[0]) | {"bench"}
 
 
 def test_steady_rate_skips_warm_up():

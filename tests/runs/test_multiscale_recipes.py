@@ -72,6 +72,8 @@ def test_long_sweep_gives_every_system_the_same_decaying_fast_agent() -> None:
     ("levels.slow.slowdown=0.5", "levels.slow.slowdown"),
     ("defaults.edge.synthesizer.context=label", "defaults.edge.synthesizer.context"),
     ("defaults.edge.synthesizer.encoder=0", "defaults.edge.synthesizer.encoder"),
+    ("defaults.edge.synthesizer.pool=0", "defaults.edge.synthesizer.pool"),
+    ("defaults.edge.synthesizer.pool=3", "levels.slow.synthesizer.pool"),  # 28 x 28 digits: 3 does not divide 28
     ('levels.fast.optimizer={name="adam", decay="step"}', "levels.fast.optimizer.decay"),
     ('levels.slow.optimizer={name="adamz"}', "levels.slow.optimizer.name"),
 ])
@@ -86,6 +88,13 @@ def test_a_shared_input_encoder_needs_the_inputs_context() -> None:
     with pytest.raises(RecipeError, match=r"^defaults.edge.synthesizer.encoder: .*context = 'state'"):
         prepare(RUNS / "multiscale-dni.toml", TINY + ["defaults.edge.synthesizer.encoder=8",
                                                        'defaults.edge.synthesizer.context="state"'])
+
+
+def test_pooled_inputs_need_the_inputs_context() -> None:
+    _, plan = prepare(RUNS / "multiscale-dni.toml", TINY + ["defaults.edge.synthesizer.pool=2"])
+    assert plan.graph.edges[1].synthesizer["pool"] == 2
+    with pytest.raises(RecipeError, match=r"^defaults.edge.synthesizer.pool: .*context = 'state'"):
+        prepare(RUNS / "multiscale-dni.toml", TINY + ['defaults.edge.synthesizer={context="state", pool=2}'])
 
 
 def test_cdni_only_into_the_top_level() -> None:

@@ -1,0 +1,86 @@
+"""``bench multiscale``: where a multi-timescale controller's time goes, per environment step.
+
+Why: DNI can only beat backprop's wall-clock if the work it adds (the fast agent's synthesizer M) costs less
+than the waiting it removes. Each recipe runs for the same number of steps, one after the other in one
+invocation, while a sampler reads every process's CPU seconds; per step we get the wall time (steady state,
+the top level's rate, no evaluation passes) and each process's CPU time. From these, two floors for the
+step time of a system whose agents never wait: on this machine, ``max(busiest process, all processes /
+cores)``; with a core per process, the busiest process. Ratios are against the first recipe (backprop).
+``work_ms_<agent>`` (busy x ms per step) is what an agent computes per step, without polling or waiting: the
+slow level's work per step against the fast level's says how far the system is in the regime where hierarchies pay.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..recipe import apply_overrides, read_recipe
+from .runner import RunResult, run_recipe
+from .table import Row
+
+RECIPES = Path(__file__).resolve().parent.parent
+DEFAULT_RECIPES = tuple(str(RECIPES / f"multiscale-{m}.toml") for m in ("backprop", "dni", "cdni"))
+WARM_FRAC = 0.3  # the first 30 % of the top level's reporting span is start-up
+
+
+def bench_recipe(path: str, steps: int, overrides: Sequence[str] = ()) -> dict:
+    """The recipe at ``path`` with ``overrides``, for ``steps`` steps, no evaluation, frequent metric rows."""
+    recipe = apply_overrides(read_recipe(path), list(overrides))
+    run = recipe.setdefault("run", {})
+    run.update(steps=steps, eval_every=0, metrics_every=max(10, steps // 200), name=f"bench-{Path(path).stem}")
+    return recipe
+
+
+def measure(res: RunResult, levels: Sequence[str]) -> Row:
+    """Steady-state ms per step of the top level (the last of ``levels``), and CPU ms per step of each
+    process over the same span."""
+    top = levels[-1]
+    rows = [r for r in res.metrics[top] if "step" in r]
+    t_first, t_last = rows[0]["time"], rows[-1]["time"]
+    t0 = t_first + WARM_FRAC * (t_last - t_first)
+    span = [r for r in rows if r["time"] >= t0]
+    steps = span[-1]["step"] - span[0]["step"]
+    seconds = span[-1]["time"] - span[0]["time"]
+    cpu = res.cpu_by_node(span[0]["time"], span[-1]["time"])
+    row: Row = {"ms_per_step": 1000 * seconds / steps if steps else 0.0}
+    for name, s in sorted(cpu.items()):
+        row[f"cpu_ms_{name}"] = 1000 * s / steps if steps else 0.0
+    per_node = [v for k, v in row.items() if k.startswith("cpu_ms_")]
+    row["cpu_ms_total"] = sum(per_node)
+    cores = len(os.sched_getaffinity(0))
+    row["floor_ms_here"] = max(max(per_node, default=0.0), row["cpu_ms_total"] / cores)
+    row["floor_ms_core_each"] = max(per_node, default=0.0)
+    for name in levels:  # busy: the fraction of wall time an agent computes (not polling, not waiting)
+        busy = [r["busy"] for r in res.metrics[name] if "busy" in r and r["time"] >= t0]
+        row[f"busy_{name}"] = sum(busy) / len(busy) if busy else None
+        row[f"work_ms_{name}"] = row["ms_per_step"] * row[f"busy_{name}"] if busy else None
+    return row
+
+
+def bench_multiscale(recipes: Sequence[str] = DEFAULT_RECIPES, steps: int = 4000, overrides: Sequence[str] = (),
+                     out: Path | None = None) -> list[Row]:
+    """One row per recipe; ``ratio`` and the floors' ratios are against the first recipe's ms per step."""
+    out = Path(out or tempfile.mkdtemp(prefix="dnilab-bench-multiscale-"))
+    rows: list[Row] = []
+    for path in recipes:
+        recipe = bench_recipe(path, steps, overrides)
+        res = run_recipe(recipe, out / Path(path).stem)
+        rows.append({"recipe": Path(path).stem, "steps": steps, **measure(res, list(recipe["levels"]))})
+    base = rows[0]["ms_per_step"] if rows else 0.0
+    for row in rows:
+        row["ratio"] = row["ms_per_step"] / base if base else None
+        row["floor_ratio_here"] = row["floor_ms_here"] / base if base else None
+        row["floor_ratio_core_each"] = row["floor_ms_core_each"] / base if base else None
+    return rows
+
+
+def columns(rows: Sequence[Row]) -> list[str]:
+    """Fixed columns around the per-process ones (their names come from the recipes' levels)."""
+    dynamic = list(dict.fromkeys(k for r in rows for k in r if k.startswith(("cpu_ms_", "work_ms_"))
+                                 and k != "cpu_ms_total"))
+    return ["recipe", "steps", "ms_per_step", "ratio", *[c for c in dynamic if c.startswith("cpu_ms_")],
+            "cpu_ms_total", "floor_ms_here", "floor_ratio_here", "floor_ratio_core_each",
+            *[c for c in dynamic if c.startswith("work_ms_")]]
