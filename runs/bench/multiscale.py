@@ -38,7 +38,10 @@ def measure(res: RunResult, levels: Sequence[str]) -> Row:
     """Steady-state ms per step of the top level (the last of ``levels``), and CPU ms per step of each
     process over the same span."""
     top = levels[-1]
-    rows = [r for r in res.metrics[top] if "step" in r]
+    rows = [r for r in res.metrics.get(top, []) if "step" in r]
+    if len(rows) < 3:
+        raise RuntimeError(f"{res.run_dir}: {len(rows)} metric rows from {top!r}, too few for a steady state; "
+                           "raise --steps")
     t_first, t_last = rows[0]["time"], rows[-1]["time"]
     t0 = t_first + WARM_FRAC * (t_last - t_first)
     span = [r for r in rows if r["time"] >= t0]
