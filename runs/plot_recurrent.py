@@ -101,7 +101,8 @@ VALID_TOP = 3.2  # BPC; the diverged M(h, c) cells sit at ~4.86 and would flatte
 DIVERGED_BPC = 4.0  # a DNI cell whose best validation BPC stays above this diverged: left out of the SG panels
 
 
-def _diverged(run: dict) -> bool:
+def diverged(run: dict) -> bool:
+    """Whether a run's best validation BPC stayed above ``DIVERGED_BPC`` (its SG ratios would hide the rest)."""
     valid = [row["valid_bpc"] for row in run["rows"] if row.get("valid_bpc") is not None]
     return bool(valid) and min(valid) > DIVERGED_BPC
 
@@ -122,7 +123,7 @@ def plot_charlm(runs: list[dict], out: Path) -> Path | None:
         valid_ax.plot(*_xy(r["rows"], "valid_bpc", chars), marker="o", ms=3, **style)
         train_ax.plot(*_xy(r["rows"], "train_bpc", chars), **style)
         grad_ax.semilogy(*_xy(r["rows"], "grad_norm", chars), **style)
-        if r["mode"] != "bptt" and not _diverged(r):
+        if r["mode"] != "bptt" and not diverged(r):
             cos_ax.plot(*_xy(r["rows"], "sg_cosine", chars), **style)
             ratio_ax.plot(*_xy(r["rows"], "sg_norm_ratio", chars), **style)
     x = "training characters (M)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runs.plot_recurrent import _diverged, load_runs, plot_charlm
+from runs.plot_recurrent import diverged, load_runs, plot_charlm
 
 
 def _run(root: Path, name: str, sg: str, valid: list[float]) -> None:
@@ -29,7 +29,7 @@ def test_charlm_figure_reads_modes_and_leaves_diverged_runs_off_the_sg_axes(tmp_
         "charlm-t8-dni": ("charlm", "dni", 8),
         "charlm-t8-dni-diverged": ("charlm", "dni", 8),
     }
-    assert [n for n, r in runs.items() if _diverged(r)] == ["charlm-t8-dni-diverged"]
+    assert [n for n, r in runs.items() if diverged(r)] == ["charlm-t8-dni-diverged"]
     path = plot_charlm(list(runs.values()), tmp_path)
     assert path is not None and path.stat().st_size > 10_000
     assert plot_charlm([], tmp_path) is None  # no char-LM run: no figure
