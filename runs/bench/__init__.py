@@ -9,4 +9,6 @@ machines these run on are shared and noisy: absolute numbers drift, ratios measu
 - ``compute``: real MNIST FCN compute, cdni vs backprop, and processes vs one process.
 - ``fused``: the FCN as one dnilab agent vs a plain PyTorch loop.
 - ``memory``: peak RSS per agent and of the supervisor; bounded buffers under a slowed agent.
+- ``multiscale``: multi-timescale controllers (backprop / DNI / cDNI recipes): ms per step, each process's CPU and
+  work ms per step, and the floors they set for a system whose agents never wait.
 """
