@@ -211,7 +211,6 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
     edges: list[EdgeSpec] = []
     macs: dict[str, int] = {}
     prev_out, prev_macs = in_dim, 0
-    sender_in = in_dim  # input width of the level below this one (the sender of the edge into it)
     for i, (name, t) in enumerate(zip(names, tables)):
         top = i == len(names) - 1
         out = classes if top else t.get("out", DEFAULT_OUT)
@@ -234,10 +233,9 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
                               synthesizer=dict(t.get("synthesizer", {}))))
         if i > 0 and t["backward"] in ("dni", "cdni"):
             try:  # M reads the sender's raw inputs pooled: they must be square images the factor divides
-                pooled_dim(sender_in, int(t.get("synthesizer", {}).get("pool", 1)))
+                pooled_dim(math.prod(agents[i - 1].in_shape), int(t.get("synthesizer", {}).get("pool", 1)))
             except ValueError as err:
                 raise RecipeError(f"levels.{name}.synthesizer.pool: {err}") from None
-        sender_in = prev_out
         prev_out, prev_macs = out, macs[name]
     graph = Graph(agents, edges, facts["shape"], classes)
     try:

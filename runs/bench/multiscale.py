@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..recipe import apply_overrides, read_recipe
-from .runner import RunResult, run_recipe
+from .compute import RECIPES
+from .runner import RunResult, run_recipe, steady_span
 from .table import Row
 
-RECIPES = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPES = tuple(str(RECIPES / f"multiscale-{m}.toml") for m in ("backprop", "dni", "cdni"))
 WARM_FRAC = 0.3  # the first 30 % of the top level's reporting span is start-up
 
@@ -38,26 +38,19 @@ def measure(res: RunResult, levels: Sequence[str]) -> Row:
     """Steady-state ms per step of the top level (the last of ``levels``), and CPU ms per step of each
     process over the same span."""
     top = levels[-1]
-    rows = [r for r in res.metrics.get(top, []) if "step" in r]
-    if len(rows) < 3:
-        raise RuntimeError(f"{res.run_dir}: {len(rows)} metric rows from {top!r}, too few for a steady state; "
-                           "raise --steps")
-    t_first, t_last = rows[0]["time"], rows[-1]["time"]
-    t0 = t_first + WARM_FRAC * (t_last - t_first)
-    span = [r for r in rows if r["time"] >= t0]
-    steps = span[-1]["step"] - span[0]["step"]
-    seconds = span[-1]["time"] - span[0]["time"]
-    cpu = res.cpu_by_node(span[0]["time"], span[-1]["time"])
-    row: Row = {"ms_per_step": 1000 * seconds / steps if steps else 0.0}
-    for name, s in sorted(cpu.items()):
-        row[f"cpu_ms_{name}"] = 1000 * s / steps if steps else 0.0
-    per_node = [v for k, v in row.items() if k.startswith("cpu_ms_")]
-    row["cpu_ms_total"] = sum(per_node)
-    cores = len(os.sched_getaffinity(0))
-    row["floor_ms_here"] = max(max(per_node, default=0.0), row["cpu_ms_total"] / cores)
-    row["floor_ms_core_each"] = max(per_node, default=0.0)
+    span = steady_span([r for r in res.metrics.get(top, []) if "step" in r], WARM_FRAC, key="step")
+    if span is None:
+        raise RuntimeError(f"{res.run_dir}: too few metric rows from {top!r} for a steady state; raise --steps")
+    first, last = span
+    steps, seconds = last["step"] - first["step"], last["time"] - first["time"]
+    cpu_ms = {name: 1000 * s / steps for name, s in sorted(res.cpu_by_node(first["time"], last["time"]).items())}
+    row: Row = {"ms_per_step": 1000 * seconds / steps, **{f"cpu_ms_{n}": ms for n, ms in cpu_ms.items()}}
+    row["cpu_ms_total"] = sum(cpu_ms.values())
+    busiest = max(cpu_ms.values(), default=0.0)
+    row["floor_ms_here"] = max(busiest, row["cpu_ms_total"] / len(os.sched_getaffinity(0)))
+    row["floor_ms_core_each"] = busiest
     for name in levels:  # busy: the fraction of wall time an agent computes (not polling, not waiting)
-        busy = [r["busy"] for r in res.metrics[name] if "busy" in r and r["time"] >= t0]
+        busy = [r["busy"] for r in res.metrics[name] if "busy" in r and r["time"] >= first["time"]]
         row[f"busy_{name}"] = sum(busy) / len(busy) if busy else None
         row[f"work_ms_{name}"] = row["ms_per_step"] * row[f"busy_{name}"] if busy else None
     return row

@@ -109,18 +109,27 @@ class RunResult:
         return sum(self.cpu_by_node(t_from, t_to).values())
 
 
-def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
-    """Rate of ``key`` between the first row after the warm-up fraction of the span and the last row that
-    still made progress (an agent's last row, sent when it stops, repeats its final count)."""
+def steady_span(rows: list[dict[str, Any]], warm_frac: float = 0.3,
+                key: str = "steps") -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The first row after the warm-up fraction of the span and the last row that still made progress (an
+    agent's last row, sent when it stops, repeats its final count); None with fewer than two such rows."""
     while len(rows) >= 2 and rows[-1][key] <= rows[-2][key]:
         rows = rows[:-1]
     if len(rows) < 2:
-        return 0.0
+        return None
     t_first, t_last = rows[0]["time"], rows[-1]["time"]
     steady = [r for r in rows if r["time"] >= t_first + warm_frac * (t_last - t_first)]
     if len(steady) < 2:
         steady = rows[-2:]
-    a, b = steady[0], steady[-1]
+    return steady[0], steady[-1]
+
+
+def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
+    """Rate of ``key`` over ``steady_span``; 0.0 without one."""
+    span = steady_span(rows, warm_frac, key)
+    if span is None:
+        return 0.0
+    a, b = span
     return (b[key] - a[key]) / max(b["time"] - a["time"], 1e-9)
 
 

@@ -28,11 +28,6 @@ def chain_agent(name: str, backward: str = "backprop") -> tuple[FeedForwardAgent
     return agent, rt
 
 
-def head_agent() -> tuple[FeedForwardAgent, FakeRuntime]:
-    """The head of ``l1 -> head``: it evaluates l1's activations against the environment's labels."""
-    return chain_agent("head")
-
-
 def eval_msg(kind: Kind, rnd: int, tensor: torch.Tensor, final: bool = False) -> Message:
     meta = {"phase": "eval", "round": rnd, "last": True, "at": 20 * (rnd + 1), "final": final}
     sender, edge = ("env", "env->head") if kind is Kind.LABEL else ("l1", "l1->head")
@@ -42,7 +37,7 @@ def eval_msg(kind: Kind, rnd: int, tensor: torch.Tensor, final: bool = False) ->
 def test_an_early_next_pass_does_not_mix_into_the_pass_in_flight() -> None:
     """The labels of the next (final) pass come straight from the environment and can overtake this pass's
     activations, which travel through the chain: each pass must be scored on its own tensors."""
-    agent, rt = head_agent()
+    agent, rt = chain_agent("head")
     gen = torch.Generator().manual_seed(0)
     y = torch.randint(0, CLASSES, (B,), generator=gen)
     acts = [torch.randn(B, FEATURES, generator=gen) for _ in range(2)]
@@ -60,7 +55,7 @@ def test_an_early_next_pass_does_not_mix_into_the_pass_in_flight() -> None:
 
 
 def test_a_message_for_a_finished_pass_is_rejected_naming_sender_edge_and_step() -> None:
-    agent, _ = head_agent()
+    agent, _ = chain_agent("head")
     y = torch.zeros(B, dtype=torch.long)
     agent.on_message(eval_msg(Kind.LABEL, 0, y))
     agent.on_message(eval_msg(Kind.ACT, 0, torch.zeros(B, FEATURES)))
