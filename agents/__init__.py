@@ -12,12 +12,13 @@ Public API (import from ``agents`` only):
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
-  ``pick_device``, ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs). ``RayLauncher`` lives in
+  ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
+  ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs). ``RayLauncher`` lives in
   ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
-from .devices import pick_device, threads_per_agent
+from .devices import pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
 from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
@@ -64,6 +65,7 @@ __all__ = [
     "curve_wiring",
     "level_macs",
     "pick_device",
+    "placement",
     "pool_images",
     "pooled_dim",
     "resolve",

@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
 
-def pick_device(index: int, requested: str = "auto") -> str:
-    """Agent ``index``'s device. ``auto`` spreads agents round-robin over the visible GPUs."""
-    if requested != "auto":
-        return requested
+def pick_device(index: int, requested: str = "auto", here: bool = True) -> str:
+    """Agent ``index``'s device. ``auto`` spreads agents round-robin over the visible GPUs. With ``here`` (the agent
+    starts on this machine), an explicit CUDA device must exist here: a ``ValueError`` says why not, so that a
+    recipe is rejected before any process starts rather than each agent failing inside its own process."""
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return f"cuda:{index % n}" if n else "cpu"
+    if requested == "auto":
+        return f"cuda:{index % n}" if n else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{requested!r} is not a device (expected auto, cpu, cuda or cuda:N)") from None
+    if here and device.type == "cuda":
+        if n == 0:
+            raise ValueError(f"{requested!r} asked for, but no CUDA device is visible here (torch "
+                             f"{torch.__version__}); use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= n:
+            raise ValueError(f"{requested!r} asked for, but only {n} CUDA device(s) are visible here")
+    return requested
 
 
 def threads_per_agent(n_agents: int) -> int:
     """Torch threads for one CPU agent so that all agents together do not oversubscribe the cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, n_agents))
+
+
+def placement(module: torch.nn.Module) -> dict[str, Any]:
+    """Where a module's parameters really are, read inside the agent's own process, and on CUDA the peak memory
+    that process allocated: the records then show placement, not just the device string a recipe asked for."""
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    out: dict[str, Any] = {"placed": str(device)}
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out

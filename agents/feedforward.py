@@ -36,6 +36,7 @@ from interfaces import (
 )
 
 from .blocks import ClassifierHead, build_module
+from .devices import placement
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
 from .optim import StepDecay, build_optimizer
@@ -449,4 +450,4 @@ class FeedForwardAgent(Node):
     def on_stop(self) -> dict[str, Any]:
         self.save_checkpoint()
         self._report()  # a last metrics row, so even a slow agent's records are never empty
-        return self.counters()
+        return {**self.counters(), **placement(self.module)}

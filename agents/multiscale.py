@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 from interfaces import Expectations, Kind, Message, StepBuffer, Synthesizer, SyntheticGradient, TensorSpec, WireError
 
+from .devices import placement
 from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
@@ -612,4 +613,4 @@ class TickingAgent(Node):
 
     def on_stop(self) -> dict[str, Any]:
         self.save_checkpoint()
-        return self.counters()
+        return {**self.counters(), **placement(self.core)}

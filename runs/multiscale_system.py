@@ -39,7 +39,6 @@ from agents import (
     TickSchedule,
     build_optimizer,
     level_macs,
-    pick_device,
     pooled_dim,
     solve_hidden,
     store_capacity,
@@ -47,6 +46,7 @@ from agents import (
 from agents.graph import validate_topology
 from environments import make
 
+from .devices import resolve_device
 from .recipe import SYNTH_KEYS, RecipeError, _check_table
 from .records import read_jsonl
 from .report import describe
@@ -225,7 +225,9 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
                   "window": schedule.window(i), "flush": t.get("flush", not top), "clip": float(t.get("clip", 0.0))}
         spec = AgentSpec(name=name, module=module, optimizer=dict(t.get("optimizer", DEFAULT_OPTIMIZER)),
                          slowdown=float(t.get("slowdown", 1.0)), stage_ms=float(t.get("stage_ms", 0.0)),
-                         device=pick_device(i, t.get("device", run["device"])),
+                         device=resolve_device(i, t.get("device", run["device"]),
+                                               f"levels.{name}.device" if "device" in t else "run.device",
+                                               run["launcher"]),
                          in_shape=facts["shape"] if i == 0 else (prev_out,), out_shape=(out,), head=top)
         agents.append(spec)
         sender = ENV if i == 0 else names[i - 1]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import NodeSpec, pick_device, validate_recurrent
+from agents import NodeSpec, validate_recurrent
 
+from .devices import resolve_device
 from .recipe import RecipeError
 
 FACTORY = "agents:RecurrentNode"
@@ -21,10 +22,11 @@ def check_recurrent(recipe: dict[str, Any]) -> None:
         validate_recurrent(body)
     except ValueError as err:
         raise RecipeError(str(err)) from None
+    resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
 
 
 def recurrent_specs(recipe: dict[str, Any], plan: None, run_dir: str) -> list[NodeSpec]:
-    device = pick_device(0, recipe["run"]["device"])
+    device = resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
     body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
     return [NodeSpec("recurrent", FACTORY, {"recipe": body, "device": device}, device=device, threads=1,
                      required=True, num_gpus=1.0 if device.startswith("cuda") else 0.0)]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, pick_device, resolve, store_capacity, threads_per_agent
+from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, resolve, store_capacity, threads_per_agent
 from environments import make
 
+from .devices import resolve_device
 from .recipe import RecipeError, check_agent_table, check_edge_table
 
 FACTORY_ENV = "agents:EnvNode"
@@ -98,8 +99,8 @@ def build_graph(recipe: dict[str, Any]) -> Graph:
         check_agent_table(merged, where)
         if "name" not in merged or "module" not in merged:
             raise RecipeError(f"{where}: needs 'name' and 'module'")
-        device = merged.pop("device", run["device"])
-        merged["device"] = pick_device(i, device)
+        key = f"{where}.device" if "device" in merged else "run.device"
+        merged["device"] = resolve_device(i, merged.pop("device", run["device"]), key, run["launcher"])
         specs.append(AgentSpec(**merged))
     edge_specs = []
     for i, table in enumerate(edges):

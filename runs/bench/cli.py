@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ..recipe import RecipeError
 from .table import Row, machine, print_table, write_json
 
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -53,6 +54,21 @@ def bench() -> None:
 
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
                            help="Also write the rows as a JSON list to this file.")
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A device this machine cannot give is rejected before anything starts, as a recipe's run.device is."""
+    from agents import pick_device
+
+    try:
+        pick_device(0, value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
+device_option = click.option("--device", default="auto", show_default=True, callback=_check_device,
+                             help="Device of the compute and fused agents: cpu, cuda, cuda:0 or auto (as run.device).")
 out_option = click.option("--out", type=click.Path(file_okay=False), default=None,
                           help="Folder for the benchmark's run folders (default: a temporary folder).")
 
@@ -105,7 +121,7 @@ def pipeline(agents: str, stage_ms: str, modes: str, steps: int, min_seconds: fl
 
 @bench.command()
 @click.option("--seconds", default=10.0, show_default=True, help="About this much training per run.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:0 or auto (as run.device).")
+@device_option
 @out_option
 @json_option
 def compute(seconds: float, device: str, out: str | None, json_path: str | None,
@@ -119,7 +135,7 @@ def compute(seconds: float, device: str, out: str | None, json_path: str | None,
 
 @bench.command()
 @click.option("--seconds", default=8.0, show_default=True, help="About this much training per measurement.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:0 or auto (as run.device).")
+@device_option
 @out_option
 @json_option
 def fused(seconds: float, device: str, out: str | None, json_path: str | None,
@@ -163,7 +179,10 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
     from . import multiscale as m
 
     paths = [r.strip() for r in recipes.split(",")] if recipes else list(m.DEFAULT_RECIPES)
-    rows = m.bench_multiscale(paths, steps, overrides, Path(out) if out else None)
+    try:
+        rows = m.bench_multiscale(paths, steps, overrides, Path(out) if out else None)
+    except RecipeError as err:
+        raise click.UsageError(f"bad recipe: {err}") from None
     _emit("multiscale: where each step's time goes (ratios vs the first recipe)", rows, m.columns(rows),
           "multiscale", json_path, collected)
 
@@ -171,7 +190,7 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")
-@click.option("--device", default="auto", show_default=True, help="Device of the compute and fused agents.")
+@device_option
 @click.option("--quick", is_flag=True, help="Tiny sizes and budgets (a smoke run, not a measurement).")
 @out_option
 @click.pass_context

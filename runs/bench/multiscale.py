@@ -12,11 +12,13 @@ slow level's work per step against the fast level's says how far the system is i
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..execute import plan_recipe
 from ..recipe import apply_overrides, read_recipe
 from .compute import RECIPES
 from .runner import RunResult, run_recipe, steady_span
@@ -60,9 +62,11 @@ def bench_multiscale(recipes: Sequence[str] = DEFAULT_RECIPES, steps: int = 4000
                      out: Path | None = None) -> list[Row]:
     """One row per recipe; ``ratio`` and the floors' ratios are against the first recipe's ms per step."""
     out = Path(out or tempfile.mkdtemp(prefix="dnilab-bench-multiscale-"))
+    built = [(path, bench_recipe(path, steps, overrides)) for path in recipes]
+    for _, recipe in built:  # a bad recipe or override is rejected before the first one runs
+        plan_recipe(copy.deepcopy(recipe))
     rows: list[Row] = []
-    for path in recipes:
-        recipe = bench_recipe(path, steps, overrides)
+    for path, recipe in built:
         res = run_recipe(recipe, out / Path(path).stem)
         rows.append({"recipe": Path(path).stem, "steps": steps, **measure(res, list(recipe["levels"]))})
     base = rows[0]["ms_per_step"] if rows else 0.0

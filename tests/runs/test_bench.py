@@ -119,3 +119,14 @@ def test_stacked_agents_train_inproc(tmp_path):
 def test_plain_loop_rate():
     _mnist_or_skip()
     assert fused.plain_loop(0.2, threads=1, warmup_s=0.05) > 0
+
+
+def test_bench_rejects_a_device_or_recipe_it_cannot_run_before_starting() -> None:
+    from click.testing import CliRunner
+
+    from runs.cli import main
+
+    for args in (["bench", "compute", "--device", "cuda:99"], ["bench", "fused", "--device", "gpu"],
+                 ["bench", "multiscale", "--steps", "10", "--set", 'levels.slow.device="cuda:99"']):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "device" in result.output, args  # a usage error, no traceback

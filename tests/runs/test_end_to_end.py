@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agents import pick_device
+
 from .conftest import ROOT, composed_error, composed_loss, dnilab, pid_alive, sets, summary
 
 
@@ -26,7 +28,9 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     assert 0 <= s["eval"]["test_error"] < 85  # learned something in 40 small steps (chance is 90 %)
     meta = json.loads((run_dir / "meta.json").read_text())
     assert set(meta["agents"]) == {"env", "l1", "l2", "l3", "head"}
-    assert all(a["pid"] and a["device"] == "cpu" for a in meta["agents"].values())
+    assert all(a["pid"] for a in meta["agents"].values())
+    for agent in ("l1", "l2", "l3", "head"):  # "auto": cpu here, cuda:0 on a GPU machine; read in each process
+        assert s["agents"][agent]["placed"] == meta["agents"][agent]["device"] == pick_device(0, "auto"), agent
     assert meta["versions"]["torch"] and meta["started"] and meta["ended"]
     for agent in ("l1", "l2", "l3", "head"):
         assert (run_dir / "checkpoints" / f"{agent}.pt").exists()

@@ -76,6 +76,8 @@ def test_long_sweep_gives_every_system_the_same_decaying_fast_agent() -> None:
     ("defaults.edge.synthesizer.pool=3", "levels.slow.synthesizer.pool"),  # 28 x 28 digits: 3 does not divide 28
     ('levels.fast.optimizer={name="adam", decay="step"}', "levels.fast.optimizer.decay"),
     ('levels.slow.optimizer={name="adamz"}', "levels.slow.optimizer.name"),
+    ('levels.slow.device="cuda:99"', "levels.slow.device"),
+    ('run.device="tpu:0"', "run.device"),
 ])
 def test_bad_keys_are_rejected_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(RecipeError) as err:
@@ -108,6 +110,8 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed", summary.get("error")
     assert 0.0 <= summary["eval"]["test_accuracy"] <= 100.0 and summary["eval"]["train_s"] > 0
+    assert {level: summary["agents"][level]["placed"] for level in ("fast", "slow")} == {
+        a.name: a.device for a in plan.graph.agents}  # what the recipe planned ("auto": cpu here), read in the agent
     rows = [json.loads(line) for line in (run_dir / "metrics" / "eval.jsonl").read_text().splitlines()]
     assert [r["at"] for r in rows] == [24, 48] and all("time" in r and "test_accuracy" in r for r in rows)
     assert rows[-1]["examples"] == 4 * 16 // 4  # every slow tick of the 16-step eval episode, 4 streams

@@ -53,6 +53,9 @@ def test_overrides_are_toml_values() -> None:
     ("model.kind=transformer", "model.kind"),
     ("model.depth=1", "model.depth"),
     ("overrides.l9.slowdown=2", "overrides.l9"),
+    ('run.device="gpu"', "run.device"),
+    ('run.device="cuda:99"', "run.device"),  # no such CUDA device here, whatever this machine has
+    ('overrides.l2.device="cuda:99"', "agents.l2.device"),
     ("env.id=\"nowhere.module:Env\"", "env"),
     ("env.kwargs.batch_size=-1", "env"),
     ("bogus.key=1", "bogus"),
@@ -102,3 +105,5 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
 def test_recurrent_recipe_errors_are_named() -> None:
     with pytest.raises(RecipeError, match="agent.window"):
         prepare("runs/copy-t3-dni.toml", ["agent.window=0"])
+    with pytest.raises(RecipeError, match="^run.device"):
+        prepare("runs/copy-t3-dni.toml", ['run.device="cuda:99"'])
