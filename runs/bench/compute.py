@@ -7,13 +7,15 @@
    against the same recipe with every agent in one process (``run.launcher = "inproc"``), the one
    process with 1 torch thread and with torch's default: the processes must pay for their messages.
 
-Rates are the head's steady-state batches/s (start-up and final evaluation excluded).
+Rates are the head's steady-state batches/s (start-up and final evaluation excluded); each row also gives every
+agent process's CPU ms per batch over the same span, so that an unlocked pair shows which agent sets its pace.
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 from agents import pick_device
 
 from ..recipe import apply_overrides, read_recipe
-from .runner import RunResult, run_recipe
+from .runner import RunResult, run_recipe, steady_span
 from .stacks import split_fcn
 from .table import Row
 
@@ -63,17 +65,32 @@ def mnist_recipe(name: str, steps: int, device: str = "auto", edge: str = "cdni"
     return recipe, stacks
 
 
-def _rate(res: RunResult) -> float:
-    return res.rate("head")
+@dataclass
+class Measured:
+    """One run: the head's steady batches/s and each node process's CPU ms per batch over the same span (empty
+    for an inproc run, whose agents share the bench's process): which agent sets an unlocked pair's pace."""
+
+    rate: float
+    cpu_ms: dict[str, float]
 
 
-def _run(recipe: tuple[dict, Any], out: Path, threads: int | None = None) -> float:
-    """Head batches/s of one run; ``threads`` sets torch's threads here (inproc agents run in this process)."""
+def _measure(res: RunResult) -> Measured:
+    span = steady_span([r for r in res.metrics.get("head", []) if "steps" in r])
+    if span is None:
+        return Measured(0.0, {})
+    first, last = span
+    batches = last["steps"] - first["steps"]
+    cpu = res.cpu_by_node(first["time"], last["time"])
+    return Measured(res.rate("head"), {n: 1000 * s / batches for n, s in sorted(cpu.items())} if batches else {})
+
+
+def _run(recipe: tuple[dict, Any], out: Path, threads: int | None = None) -> Measured:
+    """One run; ``threads`` sets torch's threads here (inproc agents run in this process)."""
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _rate(run_recipe(copy.deepcopy(recipe[0]), out, recipe[1]))
+        return _measure(run_recipe(copy.deepcopy(recipe[0]), out, recipe[1]))
     finally:
         torch.set_num_threads(old)
 
@@ -82,15 +99,17 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
 
 
-def compare(name: str, candidate: tuple[dict, Any] | float, baseline: tuple[dict, Any], out: Path, target: float,
+def compare(name: str, candidate: tuple[dict, Any] | Measured, baseline: tuple[dict, Any], out: Path, target: float,
             params: dict[str, Any], baseline_threads: int | None = None) -> Row:
-    """Run baseline then candidate (or take the candidate's measured rate); a row with both and their ratio."""
+    """Run baseline then candidate (or take the candidate's measurement); a row with both and their ratio."""
     b = _run(baseline, out / f"{_slug(name)}-baseline", baseline_threads)
-    c = candidate if isinstance(candidate, float) else _run(candidate, out / f"{_slug(name)}-candidate")
-    ratio = c / b if b else 0.0
-    return {"case": name, **params, "baseline_threads": baseline_threads, "batches_per_s": c,
-            "baseline_batches_per_s": b, "samples_per_s": c * BATCH, "ratio": ratio, "target": target,
-            "met": ratio >= target}
+    c = candidate if isinstance(candidate, Measured) else _run(candidate, out / f"{_slug(name)}-candidate")
+    ratio = c.rate / b.rate if b.rate else 0.0
+    return {"case": name, **params, "baseline_threads": baseline_threads, "batches_per_s": c.rate,
+            "baseline_batches_per_s": b.rate, "samples_per_s": c.rate * BATCH, "ratio": ratio, "target": target,
+            "met": ratio >= target, "ms_per_batch": 1000 / c.rate if c.rate else None,
+            "cpu_ms_busiest": max(c.cpu_ms.values(), default=None), "cpu_ms_per_batch": c.cpu_ms,
+            "baseline_cpu_ms_per_batch": b.cpu_ms}
 
 
 def bench_compute(seconds: float = 10.0, device: str = "auto", out: Path | None = None,
@@ -116,4 +135,4 @@ def bench_compute(seconds: float = 10.0, device: str = "auto", out: Path | None 
 
 
 COLUMNS = ("case", "device", "steps", "baseline_threads", "batches_per_s", "baseline_batches_per_s", "samples_per_s",
-           "ratio", "target", "met")
+           "ratio", "target", "met", "ms_per_batch", "cpu_ms_busiest")

@@ -95,6 +95,19 @@ def test_steady_rate_skips_warm_up():
     assert steady_rate(rows, warm_frac=0.3) == pytest.approx(10.0)
 
 
+def test_compute_splits_cpu_per_batch_by_process(tmp_path):
+    """Over the head's steady span: s1 used 0.1 CPU s and head 0.05 per second at 10 batches/s."""
+    from runs.bench.runner import RunResult, Sampler
+
+    sampler = Sampler(tmp_path)
+    sampler.samples = [(float(t), {"s1": (0.0, 0.1 * t), "head": (0.0, 0.05 * t), "supervisor": (0.0, 9.0 * t)})
+                       for t in range(11)]
+    head = [{"time": float(t), "steps": 10 * t} for t in range(11)]
+    m = compute._measure(RunResult(tmp_path, {}, sampler, {"head": head}))
+    assert m.rate == pytest.approx(10.0)
+    assert m.cpu_ms == pytest.approx({"head": 5.0, "s1": 10.0})  # the supervisor (the bench) is not a node
+
+
 def test_split_fcn_shapes():
     agents, edges, stacks = split_fcn([1, 3])
     assert [a["name"] for a in agents] == ["s1", "head"]
