@@ -29,8 +29,8 @@ def test_tiny_cdni_run_completes_and_writes_its_folder(run_dir: Path) -> None:
     meta = json.loads((run_dir / "meta.json").read_text())
     assert set(meta["agents"]) == {"env", "l1", "l2", "l3", "head"}
     assert all(a["pid"] for a in meta["agents"].values())
-    for agent in ("l1", "l2", "l3", "head"):  # "auto": cpu here, cuda:0 on a GPU machine; read in each process
-        assert s["agents"][agent]["placed"] == meta["agents"][agent]["device"] == pick_device(0, "auto"), agent
+    for i, agent in enumerate(("l1", "l2", "l3", "head")):  # "auto": cpu here, cuda:i % n with GPUs; read in each
+        assert s["agents"][agent]["placed"] == meta["agents"][agent]["device"] == pick_device(i, "auto"), agent
     assert meta["versions"]["torch"] and meta["started"] and meta["ended"]
     for agent in ("l1", "l2", "l3", "head"):
         assert (run_dir / "checkpoints" / f"{agent}.pt").exists()
