@@ -25,7 +25,17 @@ def pick_device(index: int, requested: str = "auto", here: bool = True) -> str:
                              f"{torch.__version__}); use 'auto' or 'cpu'")
         if device.index is not None and device.index >= n:
             raise ValueError(f"{requested!r} asked for, but only {n} CUDA device(s) are visible here")
+    if here and device.type not in ("cpu", "cuda") and not _available(device.type):
+        raise ValueError(f"{requested!r} asked for, but torch {torch.__version__} has no usable {device.type} "
+                         "backend here; use 'auto' or 'cpu'")
     return requested
+
+
+def _available(backend: str) -> bool:
+    """Whether torch can run on ``backend`` (mps, xpu, ...) here; unknown backends count as unavailable."""
+    module = getattr(torch.backends, backend, None) or getattr(torch, backend, None)
+    is_available = getattr(module, "is_available", None)
+    return bool(is_available()) if callable(is_available) else False
 
 
 def threads_per_agent(n_agents: int) -> int:

@@ -33,6 +33,9 @@ def test_pick_device_rejects_what_this_machine_cannot_give() -> None:
     with pytest.raises(ValueError, match="CUDA device"):
         pick_device(0, "cuda:99")
     assert pick_device(0, "cuda:99", here=False) == "cuda:99"  # placed elsewhere (Ray): spelling only
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="no usable mps backend"):
+            pick_device(0, "mps")
 
 
 def test_placement_reads_the_parameters() -> None:
