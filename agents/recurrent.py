@@ -485,11 +485,13 @@ def run_recurrent(
     should_stop: Callable[[], bool],
     device: str = "cpu",
     make_env: MakeEnv | None = None,
+    on_built: Callable[[nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train per the recipe; report(step, metrics) every ``run.log_every`` windows; poll should_stop().
 
     ``make_env(id, **kwargs)`` builds envs (default: gymnasium.make of a registered id; the runtime can
-    pass ``environments.make``). Returns ``{"max_length": int, ...}`` for copy tasks or
+    pass ``environments.make``). ``on_built(core)`` sees the LSTM core once it is on its device (the node
+    reads its placement for the records). Returns ``{"max_length": int, ...}`` for copy tasks or
     ``{"valid_bpc": float, "test_bpc": float, ...}`` for the char LM (test at the best-validation weights).
     """
     spec = parse_recipe(recipe)
@@ -501,6 +503,8 @@ def run_recurrent(
         kwargs["split"] = "train"
     env = make(spec.env_id, **kwargs)
     agent = _build(spec.task, env, spec.agent, dev)
+    if on_built is not None:
+        on_built(agent.core)
     if spec.task == "copy":
         return _run_copy(spec, env, agent, report, should_stop)
     return _run_lm(spec, env, agent, report, should_stop, make)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from interfaces import Kind, Message
 
+from .devices import placement
 from .node import SUPERVISOR, Node, Stop
 from .recurrent import run_recurrent
 
@@ -24,6 +27,7 @@ class RecurrentNode(Node):
         self.make_env = make_env
         self.finished_run = False
         self.stop_requested = False
+        self.core: nn.Module | None = None  # the LSTM core, once built: where it ran goes into the records
 
     def on_message(self, msg: Message) -> None:
         pass  # a lone recurrent agent has no data peers
@@ -43,7 +47,7 @@ class RecurrentNode(Node):
         from .env_node import load_factory
 
         result = run_recurrent(self.recipe, self._report, self._should_stop, device=self.device,
-                               make_env=load_factory(self.make_env))
+                               make_env=load_factory(self.make_env), on_built=self._keep_core)
         self.finished_run = True
         if self.stop_requested:
             raise Stop()
@@ -51,3 +55,9 @@ class RecurrentNode(Node):
         self.rt.tell("eval", step=at, final=True, round=0, at=at, **result)
         self.rt.tell("complete", step=at)
         return True
+
+    def _keep_core(self, core: nn.Module) -> None:
+        self.core = core
+
+    def on_stop(self) -> dict[str, Any]:
+        return placement(self.core) if self.core is not None else {}

@@ -64,3 +64,11 @@ def test_ticking_agents_place_themselves_on_cuda(tmp_path: Path) -> None:
     for level in ("fast", "slow"):
         assert summary["agents"][level]["placed"].startswith("cuda"), level
         assert summary["agents"][level]["cuda_peak_mb"] > 0, level
+
+
+def test_the_recurrent_agent_reports_its_placement(tmp_path: Path) -> None:
+    recipe, plan = prepare(RUNS / "copy-t3-dni.toml", ["run.steps=10", "run.log_every=5", "run.launcher=inproc",
+                                                       "agent.hidden=8", "agent.batch_size=4"])
+    _, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    assert summary["agents"]["recurrent"]["placed"] == pick_device(0, "auto")  # cpu here, cuda:0 with a GPU
