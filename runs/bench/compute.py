@@ -24,7 +24,7 @@ import torch
 from agents import pick_device
 
 from ..recipe import apply_overrides, read_recipe
-from .runner import RunResult, run_recipe, steady_span
+from .runner import RunResult, run_recipe
 from .stacks import split_fcn
 from .table import Row
 
@@ -75,12 +75,11 @@ class Measured:
 
 
 def _measure(res: RunResult) -> Measured:
-    span = steady_span([r for r in res.metrics.get("head", []) if "steps" in r])
-    if span is None:
+    steady = res.steady_cpu("head")
+    if steady is None:
         return Measured(0.0, {})
-    first, last = span
+    first, last, cpu = steady
     batches = last["steps"] - first["steps"]
-    cpu = res.cpu_by_node(first["time"], last["time"])
     return Measured(res.rate("head"), {n: 1000 * s / batches for n, s in sorted(cpu.items())} if batches else {})
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..execute import plan_recipe
 from ..recipe import apply_overrides, read_recipe
 from .compute import RECIPES
-from .runner import RunResult, run_recipe, steady_span
+from .runner import RunResult, run_recipe
 from .table import Row
 
 DEFAULT_RECIPES = tuple(str(RECIPES / f"multiscale-{m}.toml") for m in ("backprop", "dni", "cdni"))
@@ -40,12 +40,12 @@ def measure(res: RunResult, levels: Sequence[str]) -> Row:
     """Steady-state ms per step of the top level (the last of ``levels``), and CPU ms per step of each
     process over the same span."""
     top = levels[-1]
-    span = steady_span([r for r in res.metrics.get(top, []) if "step" in r], WARM_FRAC, key="step")
-    if span is None:
+    steady = res.steady_cpu(top, key="step", warm_frac=WARM_FRAC)
+    if steady is None:
         raise RuntimeError(f"{res.run_dir}: too few metric rows from {top!r} for a steady state; raise --steps")
-    first, last = span
+    first, last, cpu = steady
     steps, seconds = last["step"] - first["step"], last["time"] - first["time"]
-    cpu_ms = {name: 1000 * s / steps for name, s in sorted(res.cpu_by_node(first["time"], last["time"]).items())}
+    cpu_ms = {name: 1000 * s / steps for name, s in sorted(cpu.items())}
     row: Row = {"ms_per_step": 1000 * seconds / steps, **{f"cpu_ms_{n}": ms for n, ms in cpu_ms.items()}}
     row["cpu_ms_total"] = sum(cpu_ms.values())
     busiest = max(cpu_ms.values(), default=0.0)

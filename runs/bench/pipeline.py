@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .runner import RunResult, run_recipe, steady_span
+from .runner import RunResult, run_recipe
 from .table import Row
 
 MODES = {  # name -> (defaults.edge backward, forward)
@@ -65,9 +65,9 @@ def _measure(res: RunResult) -> dict[str, float]:
     agents = [name for name in res.metrics if name not in ("env", "eval")]
     rates = {a: res.rate(a) for a in agents}
     rate = min(rates.values()) if rates else 0.0
-    span = steady_span([r for r in res.metrics.get("head", []) if "steps" in r])  # the window the rates use
-    t0, t1 = (span[0]["time"], span[1]["time"]) if span else (0.0, 0.0)
-    cpu = res.cpu_seconds(t0, t1) if t1 > t0 else 0.0
+    steady = res.steady_cpu("head")  # the window the rates use
+    t0, t1 = (steady[0]["time"], steady[1]["time"]) if steady else (0.0, 0.0)
+    cpu = sum(steady[2].values()) if steady and t1 > t0 else 0.0
     cores = len(os.sched_getaffinity(0))
     steps = rate * (t1 - t0)
     return {"steps_per_s": rate, "cpu_util": cpu / max(t1 - t0, 1e-9) / cores,

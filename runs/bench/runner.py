@@ -104,9 +104,15 @@ class RunResult:
         a, b = at(t_from), at(t_to)
         return {n: b[n] - a.get(n, b[n]) for n in b}
 
-    def cpu_seconds(self, t_from: float, t_to: float) -> float:
-        """CPU seconds that all node processes (not the supervisor) used between two sampler times."""
-        return sum(self.cpu_by_node(t_from, t_to).values())
+    def steady_cpu(self, node: str = "head", key: str = "steps", warm_frac: float = 0.3
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]] | None:
+        """``node``'s steady span (its first and last row, as ``rate`` uses them) and each node process's CPU
+        seconds over it; None without a span. What the benches divide by the steps done in between."""
+        span = steady_span([r for r in self.metrics.get(node, []) if key in r], warm_frac, key)
+        if span is None:
+            return None
+        first, last = span
+        return first, last, self.cpu_by_node(first["time"], last["time"])
 
 
 def steady_span(rows: list[dict[str, Any]], warm_frac: float = 0.3,
