@@ -13,11 +13,9 @@ from torch import nn
 
 from agents import pick_device, placement
 from runs import execute, prepare
-from tests.runs.conftest import TINY
+from tests.runs.conftest import MULTISCALE_TINY_NET, TINY
 
 RUNS = Path(__file__).resolve().parents[2] / "runs"
-MULTISCALE_TINY = ["env.kwargs.limit=60", "env.kwargs.batch_size=4", "run.steps=48", "levels.fast.hidden=8",
-                   "levels.fast.encoder=8", "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -58,7 +56,7 @@ def test_feedforward_agents_place_themselves_on_cuda(tmp_path: Path, name: str) 
 
 @CUDA
 def test_ticking_agents_place_themselves_on_cuda(tmp_path: Path) -> None:
-    recipe, plan = prepare(RUNS / "multiscale-cdni.toml", [*MULTISCALE_TINY, "run.device=auto"])
+    recipe, plan = prepare(RUNS / "multiscale-cdni.toml", [*MULTISCALE_TINY_NET, "run.steps=48", "run.device=auto"])
     _, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed", summary.get("error")
     for level in ("fast", "slow"):

@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ["run.steps=40", "run.eval_every=20", "run.metrics_every=10", "env.kwargs.limit=2048",
         "env.kwargs.batch_size=64", 'env.eval={split="test", limit=512}', "model.hidden=32",
         'defaults.agent.optimizer={name="adam", lr=2e-3}']
+# Multi-timescale recipes: little data; with MULTISCALE_TINY_NET also an 8-unit fast agent and a 16-step evaluation
+MULTISCALE_TINY = ["env.kwargs.limit=60", "env.kwargs.batch_size=4"]
+MULTISCALE_TINY_NET = MULTISCALE_TINY + ["levels.fast.hidden=8", "levels.fast.encoder=8", "env.eval.batch_size=4",
+                                         "env.eval.limit=40", "env.eval.episode_length=16"]
 
 
 def dnilab(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:

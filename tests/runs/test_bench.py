@@ -15,6 +15,8 @@ from runs.bench.runner import run_recipe, steady_rate
 from runs.bench.stacks import split_fcn
 from runs.bench.table import markdown_table, write_json
 
+from .conftest import MULTISCALE_TINY_NET
+
 
 def _mnist_or_skip() -> None:
     from environments import DataUnavailable, load_mnist
@@ -77,9 +79,8 @@ def test_pipeline_rows(tmp_path):
 
 def test_multiscale_rows(tmp_path):
     _mnist_or_skip()
-    tiny = ["env.kwargs.limit=60", "env.kwargs.batch_size=4", "levels.fast.hidden=8", "levels.fast.encoder=8",
-            "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"]
-    rows = multiscale.bench_multiscale(multiscale.DEFAULT_RECIPES[:2], steps=400, overrides=tiny, out=tmp_path)
+    rows = multiscale.bench_multiscale(multiscale.DEFAULT_RECIPES[:2], steps=400, overrides=MULTISCALE_TINY_NET,
+                                       out=tmp_path)
     assert [r["recipe"] for r in rows] == ["multiscale-backprop", "multiscale-dni"] and rows[0]["ratio"] == 1.0
     for row in rows:
         _has(row, "ms_per_step", "cpu_ms_env", "cpu_ms_fast", "cpu_ms_slow", "floor_ratio_here", "work_ms_fast")

@@ -14,12 +14,13 @@ from runs.multiscale_system import compare, plot_multiscale
 from runs.recipe import RecipeError
 from runs.sweep import sweep_cells
 
+from .conftest import MULTISCALE_TINY as TINY
+from .conftest import MULTISCALE_TINY_NET
+
 RUNS = Path(__file__).resolve().parents[2] / "runs"
 RECIPES = ["multiscale-backprop.toml", "multiscale-dni.toml", "multiscale-cdni.toml", "multiscale3-dni.toml"]
-TINY = ["env.kwargs.limit=60", "env.kwargs.batch_size=4"]
 # a run that finishes in seconds in this process: 48 steps, an 8-unit fast agent, a 16-step evaluation episode
-TINY_RUN = TINY + ["run.steps=48", "run.launcher=inproc", "levels.fast.hidden=8", "levels.fast.encoder=8",
-                   "env.eval.batch_size=4", "env.eval.limit=40", "env.eval.episode_length=16"]
+TINY_RUN = MULTISCALE_TINY_NET + ["run.steps=48", "run.launcher=inproc"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
