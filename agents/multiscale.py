@@ -292,7 +292,8 @@ class TickingAgent(Node):
                 module = SharedInputSynthesizer(out_dim, prefix, self.n, per_tick, int(cfg["encoder"]), hidden)
             self.sg = SyntheticGradient(self.spec.out_shape, hidden=hidden, context_dim=context_dim,
                                         lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
-                                        device=self.device, scale=cfg.get("scale", 1.0), module=module)
+                                        device=self.device, scale=cfg.get("scale", 1.0), module=module,
+                                        learner=cfg.get("learner", "inline"))
         self.inputs = StepBuffer(self.capacity)   # train inputs or acts, keyed by step
         self.labels = StepBuffer(self.capacity)   # only at the steps that need one
         self.targets: dict[int, Tensor] = {}      # backprop: true δ waiting for a safe point
@@ -597,6 +598,9 @@ class TickingAgent(Node):
         if self.sg is not None:
             out["sg/dropped"] = self.sg.dropped
             out["sg/unmatched"] = self.sg.unmatched
+            if self.sg.learner is not None:  # M learning on its own thread: how far behind, how often waited
+                out["sg/backlog"] = self.sg.learner.backlog
+                out["sg/learner_waits"] = self.sg.learner.waits
         return out
 
     def save_checkpoint(self) -> None:
@@ -606,11 +610,13 @@ class TickingAgent(Node):
         folder.mkdir(parents=True, exist_ok=True)
         state = {"agent": self.name, "step": self.last_step, "module": self.core.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
-                 "synthetic_gradient": self.sg.module.state_dict() if self.sg is not None else None}
+                 "synthetic_gradient": self.sg.state_dict() if self.sg is not None else None}
         tmp = folder / f".{self.name}.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, folder / f"{self.name}.pt")
 
     def on_stop(self) -> dict[str, Any]:
+        if self.sg is not None:
+            self.sg.close()  # a learner thread fits what it has queued before the last checkpoint
         self.save_checkpoint()
         return {**self.counters(), **placement(self.core)}

@@ -8,7 +8,8 @@ Public API (import from `interfaces`, never from its modules):
   `CurveKeyPair`, `CurveServer`, `CurveClient`.
 - `Synthesizer`: the small networks M(h, c) and I(x), last layer zero-initialised.
 - `StepBuffer`: bounded step-keyed store that counts drops.
-- `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock).
+- `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock); `LEARNERS` names where its
+  learning step runs ("inline", or "thread": `BackgroundLearner`, a thread beside the agent's work).
 - `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
 - quality metrics: `agreement` (cosine and norm ratio at once), `cosine`, `norm_ratio`, `relative_l2`.
 - `adam`: torch's Adam/AdamW, fused where this torch and device have the kernel.
@@ -17,7 +18,8 @@ This package imports no other dnilab package.
 """
 
 from .buffer import StepBuffer
-from .gradient import SyntheticGradient
+from .gradient import LEARNERS, SyntheticGradient
+from .learner import BackgroundLearner
 from .optim import adam
 from .quality import agreement, cosine, norm_ratio, relative_l2
 from .synthesizers import Synthesizer
@@ -26,6 +28,8 @@ from .transport import CurveClient, CurveKeyPair, CurveServer, Inbox, Outlet, ma
 from .wire import Expectations, Kind, Message, TensorSpec, WireError, decode, encode
 
 __all__ = [
+    "LEARNERS",
+    "BackgroundLearner",
     "CurveClient",
     "CurveKeyPair",
     "CurveServer",

@@ -3,20 +3,28 @@ when the receiver's (bootstrapped) target for that step comes back."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .buffer import StepBuffer
+from .learner import BackgroundLearner
 from .optim import adam
 from .quality import agreement
 from .synthesizers import Synthesizer, _shape, run_module
 
+LEARNERS = ("inline", "thread")
+
 
 class SyntheticGradient:
     """M lives at the sender. Works at per-sample scale: M is trained on target * B and predict returns
-    M(h) / B, so that M sees O(1) values while the agent applies the gradient of its batch-mean loss."""
+    M(h) / B, so that M sees O(1) values while the agent applies the gradient of its batch-mean loss.
+
+    ``learner = "thread"`` runs M's learning step on a thread of its own (``BackgroundLearner``): ``learn``
+    only queues the target and returns the mean statistics of the steps fitted since its last call, and
+    ``predict`` reads M as the thread last left it. Call ``close`` when done."""
 
     def __init__(
         self,
@@ -29,7 +37,10 @@ class SyntheticGradient:
         scale: float = 1.0,
         loss_weight: float = 1.0,
         module: nn.Module | None = None,
+        learner: str = "inline",
     ) -> None:
+        if learner not in LEARNERS:
+            raise ValueError(f"learner: expected one of {LEARNERS}, got {learner!r}")
         self.shape = _shape(shape)
         self.device = torch.device(device)
         self.scale = scale  # multiplies the gradient predict returns (not M's training target)
@@ -42,6 +53,8 @@ class SyntheticGradient:
         self.buffer: StepBuffer[tuple[Tensor, Tensor | None]] = StepBuffer(capacity)
         self.unmatched = 0  # targets that came back for a step no longer (or never) buffered
         self.trained = 0
+        self._lock = threading.Lock()  # M's weights change only under it; predict and state_dict read under it
+        self.learner = BackgroundLearner(self._fit, capacity) if learner == "thread" else None
 
     @property
     def dropped(self) -> int:
@@ -53,7 +66,7 @@ class SyntheticGradient:
         x = h.detach().to(self.device)
         c = context.detach().to(self.device) if context is not None else None
         self.buffer.put(step, (x, c))
-        with torch.no_grad():
+        with torch.no_grad(), self._lock:
             g = run_module(self.module, x, c)  # [B, *shape], per-sample scale
         return (g * (self.scale / x.shape[0])).to(h.device)
 
@@ -65,11 +78,29 @@ class SyntheticGradient:
             return None
         x, c = entry
         tgt = target.detach().to(device=self.device, dtype=x.dtype) * x.shape[0]  # per-sample scale
+        if self.learner is None:
+            return self._fit(x, c, tgt)
+        self.learner.submit(x, c, tgt)
+        return self.learner.results()
+
+    def _fit(self, x: Tensor, c: Tensor | None, tgt: Tensor) -> dict[str, float]:
+        """One learning step of M on (x, c) -> tgt (per-sample scale)."""
         pred = run_module(self.module, x, c)  # [B, *shape]
         loss = self.loss_weight * (pred - tgt).pow(2).reshape(x.shape[0], -1).sum(1).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        with self._lock:
+            self.optimizer.step()
         self.trained += 1
         cos, ratio = agreement(pred, tgt)
         return {"sg_loss": float(loss.detach()), "sg_cosine": cos, "sg_norm_ratio": ratio}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """M's weights, copied between two of its updates (safe while a learner thread runs)."""
+        with self._lock:
+            return {key: value.detach().clone() for key, value in self.module.state_dict().items()}
+
+    def close(self) -> None:
+        """Fit what the learner thread has queued and stop it (nothing to do inline)."""
+        if self.learner is not None:
+            self.learner.close()

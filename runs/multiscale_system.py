@@ -45,6 +45,7 @@ from agents import (
 )
 from agents.graph import validate_topology
 from environments import make
+from interfaces import LEARNERS
 
 from .devices import resolve_device
 from .recipe import SYNTH_KEYS, RecipeError, _check_table
@@ -66,8 +67,9 @@ EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
 # M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
 # "window" on h and on the encoded inputs of the window that produced the output, "inputs" on h and on
 # that window's raw inputs (with ``encoder = F``: through one encoder of width F shared by the inputs; with
-# ``pool = P``: each input image average-pooled P x P first)
-MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int, "pool": int}
+# ``pool = P``: each input image average-pooled P x P first); learner = "thread" runs M's learning step
+# on a thread of its own beside the sender's work (a spare core per sender pays; default "inline")
+MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int, "pool": int, "learner": str}
 SYNTH_CONTEXTS = ("none", "state", "window", "inputs")
 DEFAULT_OUT = 32
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
@@ -108,6 +110,8 @@ def _check_synth(table: dict[str, Any], where: str) -> None:
     if "encoder" in table and (table.get("context") != "inputs" or table["encoder"] < 1):
         raise RecipeError(f"{where}.encoder: a width >= 1, and only with context = \"inputs\" "
                           f"(got encoder = {table['encoder']!r}, context = {table.get('context', 'none')!r})")
+    if table.get("learner", "inline") not in LEARNERS:
+        raise RecipeError(f"{where}.learner: expected one of {LEARNERS}, got {table['learner']!r}")
     if "pool" in table and (table.get("context") != "inputs" or table["pool"] < 1):
         raise RecipeError(f"{where}.pool: a factor >= 1, and only with context = \"inputs\" "
                           f"(got pool = {table['pool']!r}, context = {table.get('context', 'none')!r})")

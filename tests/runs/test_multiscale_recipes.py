@@ -74,6 +74,7 @@ def test_long_sweep_gives_every_system_the_same_decaying_fast_agent() -> None:
     ("defaults.edge.synthesizer.context=label", "defaults.edge.synthesizer.context"),
     ("defaults.edge.synthesizer.encoder=0", "defaults.edge.synthesizer.encoder"),
     ("defaults.edge.synthesizer.pool=0", "defaults.edge.synthesizer.pool"),
+    ('defaults.edge.synthesizer.learner="process"', "defaults.edge.synthesizer.learner"),
     ("defaults.edge.synthesizer.pool=3", "levels.slow.synthesizer.pool"),  # 28 x 28 digits: 3 does not divide 28
     ('levels.fast.optimizer={name="adam", decay="step"}', "levels.fast.optimizer.decay"),
     ('levels.slow.optimizer={name="adamz"}', "levels.slow.optimizer.name"),
@@ -120,6 +121,17 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert png.stat().st_size > 0
     assert plot_multiscale([run_dir], tmp_path / "zoom.png", ymin=50.0).stat().st_size > 0
     assert compare(run_dir, [])[0]["reach_ratio"] is not None
+
+
+def test_m_learning_on_its_own_thread_runs_end_to_end(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "multiscale-dni.toml", TINY_RUN + ['defaults.edge.synthesizer.learner="thread"'])
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    fast = summary["agents"]["fast"]
+    assert fast["sg/backlog"] == 0 and fast["sg/unmatched"] == 0  # every target fitted before the end
+    saved = torch.load(run_dir / "checkpoints" / "fast.pt", weights_only=True)["synthetic_gradient"]
+    assert any(value.abs().sum() > 0 for key, value in saved.items() if key.startswith("trunk.net.3"))  # M learned
 
 
 def test_a_decaying_lr_follows_the_run_clock(tmp_path: Path) -> None:
