@@ -24,7 +24,9 @@ class SyntheticGradient:
 
     ``learner = "thread"`` runs M's learning step on a thread of its own (``BackgroundLearner``): ``learn``
     only queues the target and returns the mean statistics of the steps fitted since its last call, and
-    ``predict`` reads M as the thread last left it. Call ``close`` when done."""
+    ``predict`` reads M as the thread last left it. Call ``close`` when done. (Only the optimizer step is
+    locked against ``predict``: a batch of one, which ``predict`` runs with M's running statistics, may put a
+    concurrent learning forward in eval mode for that moment.)"""
 
     def __init__(
         self,

@@ -5,7 +5,9 @@ than the waiting it removes. Each recipe runs for the same number of steps, one 
 invocation, while a sampler reads every process's CPU seconds; per step we get the wall time (steady state,
 the top level's rate, no evaluation passes) and each process's CPU time. From these, two floors for the
 step time of a system whose agents never wait: on this machine, ``max(busiest process, all processes /
-cores)``; with a core per process, the busiest process. Ratios are against the first recipe (backprop).
+cores)``; with a core per process, the busiest process. Ratios are against the first recipe (backprop). The floors
+count each process as one thread: they do not bound a process whose M learns on a thread of its own
+(``learner = "thread"``), which can use two cores.
 ``work_ms_<agent>`` (busy x ms per step) is what an agent computes per step, without polling or waiting: the
 slow level's work per step against the fast level's says how far the system is in the regime where hierarchies pay.
 """
