@@ -24,7 +24,7 @@ import torch
 from agents import pick_device
 
 from ..recipe import apply_overrides, read_recipe
-from .runner import RunResult, run_recipe
+from .runner import RunResult, run_recipe, span_rate
 from .stacks import split_fcn
 from .table import Row
 
@@ -80,7 +80,7 @@ def _measure(res: RunResult) -> Measured:
         return Measured(0.0, {})
     first, last, cpu = steady
     batches = last["steps"] - first["steps"]
-    return Measured(res.rate("head"), {n: 1000 * s / batches for n, s in sorted(cpu.items())} if batches else {})
+    return Measured(span_rate(first, last), {n: 1000 * s / batches for n, s in sorted(cpu.items())} if batches else {})
 
 
 def _run(recipe: tuple[dict, Any], out: Path, threads: int | None = None) -> Measured:

@@ -133,10 +133,12 @@ def steady_span(rows: list[dict[str, Any]], warm_frac: float = 0.3,
 def steady_rate(rows: list[dict[str, Any]], warm_frac: float = 0.3, key: str = "steps") -> float:
     """Rate of ``key`` over ``steady_span``; 0.0 without one."""
     span = steady_span(rows, warm_frac, key)
-    if span is None:
-        return 0.0
-    a, b = span
-    return (b[key] - a[key]) / max(b["time"] - a["time"], 1e-9)
+    return span_rate(*span, key) if span is not None else 0.0
+
+
+def span_rate(first: dict[str, Any], last: dict[str, Any], key: str = "steps") -> float:
+    """``key`` per second between two metric rows."""
+    return (last[key] - first[key]) / max(last["time"] - first["time"], 1e-9)
 
 
 def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[str, Any]]] | None = None,
