@@ -16,6 +16,11 @@ One training window k (state s = concat(h, c), S = 2H; B sequences):
    ``interfaces.SyntheticGradient``. With ``sg_scale`` = γ < 1, M learns a γ-discounted sum of future
    gradients (γ = 1: the exact bootstrap).
 
+``sg_average = β`` > 0: the M applied in 3 (and so carried back into M's targets) is an exponential moving
+average of M's weights, like a target network; M itself still learns as in 4. On the char LM the best linear
+M explains ~0.1-0.2 % of its target's energy while the online M's output, all noise, is half the target's
+size (``dnilab probe``, docs/RESULTS-recurrent.md): the average keeps what is consistent across steps.
+
 ``sg_state = "h"``: s above is h alone, not (h, c). On an endless stream (char LM) a linear term <c, M(s)>
 rewards growing the unbounded cell state c along -M without limit, and with forget gates near 1 c's
 boundary target becomes M's own output, so nothing anchors M: the run diverges. h is bounded by tanh.
@@ -51,9 +56,12 @@ from .curriculum import Curriculum, CurriculumConfig
 
 __all__ = [
     "LSTMCore",
+    "RecurrentAgent",
     "RecurrentConfig",
     "RecurrentRecipe",
     "TBPTTLearner",
+    "checkpoint",
+    "restore",
     "run_recurrent",
     "validate_recurrent",
 ]
@@ -108,6 +116,7 @@ class RecurrentConfig:
     lr: float = 1e-3  # Adam, core + readout (+ aux head)
     sg_lr: float = 1e-3  # Adam, M
     sg_scale: float = 1.0  # multiplies M's output where it is applied (γ above)
+    sg_average: float = 0.0  # > 0: apply an exponential moving average of M's weights (this decay), not M itself
     sg_hidden: list[int] = field(default_factory=list)  # M's hidden layers; [] = linear (the paper's)
     sg_state: str = "hc"  # the boundary state M reads and predicts the gradient of: "hc" = (h, c); "h" = h only
     batch_size: int = 64  # sequences (Copy) or parallel streams (char LM)
@@ -128,6 +137,8 @@ class RecurrentConfig:
                 _check(_is_num(v) and v > 0, key, "a number > 0", v)
             elif k in ("sg_scale", "aux_weight", "clip"):
                 _check(_is_num(v) and v >= 0, key, "a number >= 0", v)
+            elif k == "sg_average":
+                _check(_is_num(v) and 0 <= v < 1, key, "a number in [0, 1)", v)
             elif k == "sg":
                 _check(v in ("dni", "none"), key, "'dni' or 'none'", v)
             elif k == "sg_state":
@@ -144,7 +155,7 @@ class RecurrentConfig:
         cfg = cls(**{k: (list(v) if isinstance(v, list) else v) for k, v in d.items()})
         if cfg.aux and cfg.sg != "dni":
             raise ValueError(f"{section}.aux: needs {section}.sg = 'dni' (Aux predicts synthetic gradients)")
-        for k in ("lr", "sg_lr", "sg_scale", "aux_weight", "clip"):
+        for k in ("lr", "sg_lr", "sg_scale", "sg_average", "aux_weight", "clip"):
             setattr(cfg, k, float(getattr(cfg, k)))
         return cfg
 
@@ -291,9 +302,11 @@ class TBPTTLearner:
         # "h": M sees and drives only the first state tensor (an LSTM's h, of the core's output size)
         self.sg_parts = slice(0, 1) if cfg.sg_state == "h" else slice(None)
         sg_size = out_size if cfg.sg_state == "h" else state_size
+        self.sg_applied: Synthesizer | None = None  # the M whose output is applied and carried back
         if cfg.sg == "dni":
             self.sg = Synthesizer(in_shape=(sg_size,), hidden=tuple(cfg.sg_hidden)).to(self.device)
             self.sg_opt = adam(self.sg.parameters(), lr=cfg.sg_lr)
+            self.sg_applied = copy.deepcopy(self.sg).requires_grad_(False) if cfg.sg_average > 0 else self.sg
             if cfg.aux:
                 self.aux = nn.Linear(out_size, sg_size).to(self.device)  # h_t [D] -> predicted SG [S]
                 params += list(self.aux.parameters())
@@ -323,9 +336,9 @@ class TBPTTLearner:
         metrics["state_norm"] = float(torch.cat(s_end, dim=-1).detach().norm(dim=-1).mean())
         s_vec = torch.cat(s_end[self.sg_parts], dim=-1)  # [B, S]: the part of the state M reads and drives
         s0_grads: tuple[Tensor | None, ...] | None = None
-        if self.sg is not None:
+        if self.sg_applied is not None:
             with torch.no_grad():  # M's prediction at the end boundary; the future is empty at episode end
-                m_end = torch.zeros_like(s_vec) if done else self.sg(s_vec.detach())  # [B, S] per-sample
+                m_end = torch.zeros_like(s_vec) if done else self.sg_applied(s_vec.detach())  # [B, S] per-sample
             metrics["sg_applied_norm"] = float(m_end.norm(dim=-1).mean()) * self.cfg.sg_scale
             if not done:
                 total = total + (s_vec * m_end).sum() * (self.cfg.sg_scale / b)
@@ -352,8 +365,12 @@ class TBPTTLearner:
         return metrics, logits.detach()
 
     def _learn_sg(self, s: Tensor, target: Tensor) -> dict[str, float]:
-        """L2 step of M(s) toward the bootstrapped target; quality measured before the step."""
-        assert self.sg is not None
+        """L2 step of M(s) toward the bootstrapped target; quality measured before the step.
+
+        With ``sg_average`` the applied M is an exponential moving average of M's weights (also what the
+        bootstrap carries back, like a target network): where M's target is mostly unpredictable noise
+        (the char LM), M's own weights follow that noise, and the average keeps what is consistent."""
+        assert self.sg is not None and self.sg_applied is not None
         pred = self.sg(s)  # [B, S]
         loss = F.mse_loss(pred, target)
         self.sg_opt.zero_grad(set_to_none=True)
@@ -363,6 +380,16 @@ class TBPTTLearner:
         out = {"sg_loss": float(loss.detach()), "sg_cosine": cos}
         if float(target.norm()) > 0:
             out["sg_norm_ratio"] = ratio
+        if self.sg_applied is not self.sg:
+            with torch.no_grad():
+                cos, ratio = agreement(self.sg_applied(s), target)  # the applied M, before this step's update
+                for avg, p in zip(self.sg_applied.parameters(), self.sg.parameters(), strict=True):
+                    avg.lerp_(p, 1.0 - self.cfg.sg_average)
+                for avg, b in zip(self.sg_applied.buffers(), self.sg.buffers(), strict=True):
+                    avg.copy_(b)
+            out["sg_applied_cosine"] = cos
+            if float(target.norm()) > 0:
+                out["sg_applied_norm_ratio"] = ratio
         return out
 
 
@@ -406,6 +433,7 @@ class _Stream:
 
 Report = Callable[[int, dict[str, Any]], None]
 MakeEnv = Callable[..., Any]
+Save = Callable[[dict[str, Any]], None]
 
 
 def _default_make_env(env_id: str, **kwargs: Any) -> Any:
@@ -441,7 +469,7 @@ class _Means:
 
 
 @dataclass
-class _Agent:
+class RecurrentAgent:
     """The core, its readout and learner, and how raw env arrays become tensors."""
 
     core: LSTMCore
@@ -462,7 +490,8 @@ class _Agent:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device).float()
 
 
-def _build(task: str, env: Any, cfg: RecurrentConfig, device: torch.device) -> _Agent:
+def _build(task: str, env: Any, cfg: RecurrentConfig, device: torch.device) -> RecurrentAgent:
+    """The agent for ``env``: inputs and outputs sized from its spaces."""
     if task == "lm":
         v = int(np.asarray(env.action_space.nvec).flat[0])
         n_in, n_out, loss_fn = v, v, lm_loss
@@ -476,7 +505,16 @@ def _build(task: str, env: Any, cfg: RecurrentConfig, device: torch.device) -> _
     core = LSTMCore(n_in, cfg.hidden).to(device)
     readout = nn.Linear(cfg.hidden, n_out).to(device)
     learner = TBPTTLearner(core, readout, loss_fn, cfg, core.state_size, core.out_size, device)
-    return _Agent(core, readout, learner, v, device)
+    return RecurrentAgent(core, readout, learner, v, device)
+
+
+def _setup(spec: RecurrentRecipe, make: MakeEnv, device: str) -> tuple[Any, RecurrentAgent]:
+    """The training env (the char LM's train split) and an agent built for it."""
+    kwargs = {**spec.env_kwargs, "batch_size": spec.agent.batch_size}
+    if spec.task == "lm":
+        kwargs["split"] = "train"
+    env = make(spec.env_id, **kwargs)
+    return env, _build(spec.task, env, spec.agent, torch.device(device))
 
 
 def run_recurrent(
@@ -486,32 +524,73 @@ def run_recurrent(
     device: str = "cpu",
     make_env: MakeEnv | None = None,
     on_built: Callable[[nn.Module], None] | None = None,
+    save: Save | None = None,
 ) -> dict[str, Any]:
     """Train per the recipe; report(step, metrics) every ``run.log_every`` windows; poll should_stop().
 
     ``make_env(id, **kwargs)`` builds envs (default: gymnasium.make of a registered id; the runtime can
     pass ``environments.make``). ``on_built(core)`` sees the LSTM core once it is on its device (the node
-    reads its placement for the records). Returns ``{"max_length": int, ...}`` for copy tasks or
-    ``{"valid_bpc": float, "test_bpc": float, ...}`` for the char LM (test at the best-validation weights).
+    reads its placement for the records). ``save(state)`` receives a checkpoint (see ``checkpoint``) at
+    the end of the run, also a stopped one, and for the char LM after every validation. Returns
+    ``{"max_length": int, ...}`` for copy tasks or ``{"valid_bpc": float, "test_bpc": float, ...}`` for the
+    char LM (test at the best-validation weights).
     """
     spec = parse_recipe(recipe)
     make = make_env or _default_make_env
-    dev = torch.device(device)
     torch.manual_seed(spec.run.seed)
-    kwargs = {**spec.env_kwargs, "batch_size": spec.agent.batch_size}
-    if spec.task == "lm":
-        kwargs["split"] = "train"
-    env = make(spec.env_id, **kwargs)
-    agent = _build(spec.task, env, spec.agent, dev)
+    env, agent = _setup(spec, make, device)
     if on_built is not None:
         on_built(agent.core)
     if spec.task == "copy":
-        return _run_copy(spec, env, agent, report, should_stop)
-    return _run_lm(spec, env, agent, report, should_stop, make)
+        return _run_copy(spec, env, agent, report, should_stop, save)
+    return _run_lm(spec, env, agent, report, should_stop, make, save)
+
+
+def checkpoint(agent: RecurrentAgent, step: int, weights: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """What a recurrent run keeps: the core and readout that were evaluated (``weights``, default the
+    current ones), M and the optimizers' current states, so a finished run can be probed or resumed."""
+    learner = agent.learner
+    weights = weights or {"core": agent.core.state_dict(), "readout": agent.readout.state_dict()}
+    return {
+        "step": step,
+        **weights,
+        "optimizer": learner.opt.state_dict(),
+        "sg": learner.sg.state_dict() if learner.sg is not None else None,
+        "sg_applied": learner.sg_applied.state_dict() if learner.sg_applied is not None else None,
+        "sg_optimizer": learner.sg_opt.state_dict() if learner.sg is not None else None,
+        "aux": learner.aux.state_dict() if learner.aux is not None else None,
+        **extra,
+    }
+
+
+def restore(
+    state: dict[str, Any], make_env: MakeEnv | None = None, device: str = "cpu"
+) -> tuple[RecurrentRecipe, RecurrentAgent, Any]:
+    """Rebuild a checkpointed agent (evaluated core and readout, M, optimizers) with its training env, so a
+    finished run can be probed. ``state`` is what a run saved: ``checkpoint(...)`` plus its ``recipe``."""
+    spec = parse_recipe(state["recipe"])
+    env, agent = _setup(spec, make_env or _default_make_env, device)
+    agent.core.load_state_dict(state["core"])
+    agent.readout.load_state_dict(state["readout"])
+    agent.learner.opt.load_state_dict(state["optimizer"])
+    learner = agent.learner
+    if learner.sg is not None:
+        learner.sg.load_state_dict(state["sg"])
+        learner.sg_opt.load_state_dict(state["sg_optimizer"])
+        if learner.sg_applied is not learner.sg:
+            learner.sg_applied.load_state_dict(state["sg_applied"])
+    if learner.aux is not None:
+        learner.aux.load_state_dict(state["aux"])
+    return spec, agent, env
 
 
 def _run_copy(
-    spec: RecurrentRecipe, env: Any, agent: _Agent, report: Report, should_stop: Callable[[], bool]
+    spec: RecurrentRecipe,
+    env: Any,
+    agent: RecurrentAgent,
+    report: Report,
+    should_stop: Callable[[], bool],
+    save: Save | None,
 ):
     cfg, run = spec.agent, spec.run
     repeat = hasattr(env.unwrapped, "set_repeats")
@@ -547,6 +626,8 @@ def _run_copy(
     out: dict[str, Any] = {"max_length": cur.max_length, "final_length": cur.length, "episodes": episodes}
     if repeat:
         out["final_repeats"] = cur.repeats
+    if save is not None:
+        save(checkpoint(agent, step, **out))
     return out
 
 
@@ -566,7 +647,7 @@ def _copy_report(means: _Means, cur: Curriculum, repeat: bool, episodes: int, ra
 
 
 @torch.no_grad()
-def evaluate_lm(agent: _Agent, env: Any, max_chars: int = 0, window: int = 200) -> float:
+def evaluate_lm(agent: RecurrentAgent, env: Any, max_chars: int = 0, window: int = 200) -> float:
     """Bits per character of one pass over env's split (or its first ``max_chars`` characters)."""
     stream = _Stream(env)
     stream.reset()
@@ -592,10 +673,11 @@ def evaluate_lm(agent: _Agent, env: Any, max_chars: int = 0, window: int = 200) 
 def _run_lm(
     spec: RecurrentRecipe,
     env: Any,
-    agent: _Agent,
+    agent: RecurrentAgent,
     report: Report,
     should_stop: Callable[[], bool],
     make: MakeEnv,
+    save: Save | None,
 ) -> dict[str, Any]:
     cfg, run = spec.agent, spec.run
     eval_kwargs = {**spec.env_kwargs, "batch_size": cfg.eval_batch_size}
@@ -623,6 +705,8 @@ def _run_lm(
                 "readout": copy.deepcopy(agent.readout.state_dict()),
             }
             best = (v, snap)
+        if save is not None:
+            save(checkpoint(agent, step, best[1], best_valid_bpc=best[0]))
         return v
 
     while step < run.steps and not should_stop():
@@ -655,4 +739,6 @@ def _run_lm(
     agent.readout.load_state_dict(best[1]["readout"])
     test = evaluate("test")
     report(step, {"test_bpc": test, "best_valid_bpc": best[0]})
+    if save is not None:
+        save(checkpoint(agent, step, best[1], best_valid_bpc=best[0], test_bpc=test))
     return {"valid_bpc": best[0], "test_bpc": test}

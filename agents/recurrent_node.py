@@ -3,8 +3,11 @@ the control plane (metrics, the final evaluation), stopping when the supervisor 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from interfaces import Kind, Message
@@ -21,10 +24,12 @@ class RecurrentNode(Node):
 
     name = NAME
 
-    def __init__(self, recipe: dict[str, Any], device: str = "cpu", make_env: str = "environments:make") -> None:
+    def __init__(self, recipe: dict[str, Any], device: str = "cpu", make_env: str = "environments:make",
+                 run_dir: str | None = None) -> None:
         self.recipe = recipe
         self.device = device
         self.make_env = make_env
+        self.run_dir = Path(run_dir) if run_dir else None
         self.finished_run = False
         self.stop_requested = False
         self.core: nn.Module | None = None  # the LSTM core, once built: where it ran goes into the records
@@ -47,7 +52,8 @@ class RecurrentNode(Node):
         from .env_node import load_factory
 
         result = run_recurrent(self.recipe, self._report, self._should_stop, device=self.device,
-                               make_env=load_factory(self.make_env), on_built=self._keep_core)
+                               make_env=load_factory(self.make_env), on_built=self._keep_core,
+                               save=self._save_checkpoint)
         self.finished_run = True
         if self.stop_requested:
             raise Stop()
@@ -58,6 +64,16 @@ class RecurrentNode(Node):
 
     def _keep_core(self, core: nn.Module) -> None:
         self.core = core
+
+    def _save_checkpoint(self, state: dict[str, Any]) -> None:
+        """``checkpoints/recurrent.pt``, replaced atomically: a run killed mid-write keeps the previous one."""
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{self.name}.pt.tmp"
+        torch.save({"agent": self.name, "recipe": self.recipe, **state}, tmp)
+        os.replace(tmp, folder / f"{self.name}.pt")
 
     def on_stop(self) -> dict[str, Any]:
         return placement(self.core) if self.core is not None else {}

@@ -119,6 +119,31 @@ def compose(run_dir: str) -> None:
                f"test_loss = {result['test_loss']:.6f} on {result['examples']} examples")
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--boundaries", default=2000, show_default=True, help="Boundaries per run (x batch = rows).")
+@click.option("--horizon", default=4, show_default=True, help="Windows of real text after each boundary.")
+@click.option("--gamma", default=0.5, show_default=True, help="Discount per window (a DNI run's sg_scale).")
+@click.option("--mlp-epochs", default=10, show_default=True, help="Epochs of the MLP probe (0: skip it).")
+@click.option("--threads", default=1, show_default=True, help="Torch threads (a run's agent uses one).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the results.")
+def probe(run_dirs: tuple[str, ...], boundaries: int, horizon: int, gamma: float, mlp_epochs: int, threads: int,
+          json_out: str | None) -> None:
+    """How much of the gradient at a truncation boundary any M(h) could predict, on finished char-LM RUN_DIRS."""
+    import torch
+
+    from .sg_ceiling import probe_run, table, write_json
+
+    torch.set_num_threads(threads)
+    try:
+        results = [probe_run(Path(d), boundaries, horizon, gamma, mlp_epochs) for d in run_dirs]
+    except (RecipeError, ValueError) as err:
+        raise click.UsageError(str(err)) from None
+    click.echo(table(results))
+    if json_out:
+        write_json(results, Path(json_out))
+
+
 @main.command(name="recipes")
 def list_recipes() -> None:
     """List the recipes shipped in runs/."""

@@ -28,5 +28,6 @@ def check_recurrent(recipe: dict[str, Any]) -> None:
 def recurrent_specs(recipe: dict[str, Any], plan: None, run_dir: str) -> list[NodeSpec]:
     device = resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
     body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
-    return [NodeSpec("recurrent", FACTORY, {"recipe": body, "device": device}, device=device, threads=1,
-                     required=True, num_gpus=1.0 if device.startswith("cuda") else 0.0)]
+    kwargs = {"recipe": body, "device": device, "run_dir": run_dir}
+    return [NodeSpec("recurrent", FACTORY, kwargs, device=device, threads=1, required=True,
+                     num_gpus=1.0 if device.startswith("cuda") else 0.0)]

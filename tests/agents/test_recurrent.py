@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -166,6 +167,32 @@ def test_sg_on_h_only_targets_the_h_part_of_the_state() -> None:
     torch.testing.assert_close(targets["h"], targets["hc"][:, :4])
 
 
+def test_sg_average_applies_a_moving_average_of_m() -> None:
+    """sg_average = β: the applied M's weights follow M's as avg <- β avg + (1 - β) M after each M step, and
+    the applied output is the average's (the bootstrap carries the same M back); β = 0 applies M itself."""
+    plain = _setup()[0]
+    assert plain.sg_applied is plain.sg
+    torch.manual_seed(0)
+    cfg = RecurrentConfig(hidden=4, window=3, sg="dni", sg_state="h", sg_average=0.75, lr=1e-2, sg_lr=0.1, clip=0.0)
+    learner = TBPTTLearner(LSTMCore(2, 4), nn.Linear(4, 2), sq_loss, cfg, state_size=8, out_size=4)
+    expected = [p.detach().clone() for p in learner.sg_applied.parameters()]  # M's zero init
+    x, y = torch.randn(12, 3, 2), torch.randn(12, 3, 2)
+    learner.start_episode(3)
+    for k in range(4):
+        m, _ = learner.train_window(x[3 * k:3 * k + 3], y[3 * k:3 * k + 3], torch.ones(3, 3), done=False)
+        if k > 0:  # M learns from the second window on (the first has no boundary before it)
+            expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, learner.sg.parameters())]
+    for e, p in zip(expected, learner.sg_applied.parameters()):
+        torch.testing.assert_close(p, e)
+    assert not torch.allclose(learner.sg.net[-1].weight, learner.sg_applied.net[-1].weight)
+    assert {"sg_applied_cosine", "sg_applied_norm_ratio"} <= set(m)
+    before = copy.deepcopy(learner.sg_applied)  # the average this window applies (it is updated after)
+    m, _ = learner.train_window(x[:3], y[:3], torch.ones(3, 3), done=False)
+    with torch.no_grad():
+        applied = float(before(learner.state[0]).norm(dim=-1).mean()) * cfg.sg_scale
+    assert m["sg_applied_norm"] == pytest.approx(applied) and applied > 0
+
+
 def test_sg_metrics_and_bptt_baseline() -> None:
     cfg = RecurrentConfig(hidden=8, window=2, sg="none")
     core = LinearRNN(2, 8).float()
@@ -229,6 +256,7 @@ def _copy_recipe(**agent: object) -> dict:
         ({"agent": {"aux": True, "sg": "none"}}, r"agent\.aux"),
         ({"agent": {"lr": -1}}, r"agent\.lr"),
         ({"agent": {"sg_hidden": [0]}}, r"agent\.sg_hidden"),
+        ({"agent": {"sg_average": 1.0}}, r"agent\.sg_average: must be a number in \[0, 1\)"),
         ({"run": {"kind": "recurrent", "steps": 0}}, r"run\.steps"),
         ({"run": {"kind": "feedforward", "steps": 3}}, r"run\.kind"),
         ({"env": {"id": "dnilab/Copy-v0", "kwargs": {"batch_size": 3}}}, r"env\.kwargs\.batch_size"),

@@ -1,0 +1,86 @@
+"""``dnilab probe``: the synthetic gradient's ceiling on a finished char-LM run (see agents.boundary_probe).
+
+Loads ``checkpoints/recurrent.pt`` (the best-validation core and readout, and M if the run was DNI), walks
+the training split, and reports how well the state-blind constant, the best linear M(h), a linear M(h, c)
+and a small MLP on h predict the gradient that arrives at a boundary, next to the run's own online M.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+
+from agents import restore
+from agents.boundary_probe import boundary_pairs, fit_ceiling
+
+from .recipe import RecipeError
+
+
+def probe_run(
+    run_dir: Path,
+    boundaries: int = 2000,
+    horizon: int = 4,
+    gamma: float = 0.5,
+    mlp_epochs: int = 10,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Probe one run folder; the result is JSON-ready (numbers only) and says what it measured."""
+    path = run_dir / "checkpoints" / "recurrent.pt"
+    if not path.is_file():
+        raise RecipeError(f"{path}: no recurrent checkpoint (runs from before recurrent checkpoints: rerun the recipe)")
+    import environments
+
+    state = torch.load(path, map_location="cpu", weights_only=True)  # our own file, tensors only
+    spec, agent, env = restore(state, make_env=environments.make)
+    if spec.task != "lm":
+        raise RecipeError(f"{run_dir}: the probe walks a text stream; env {spec.env_id!r} is not a char LM")
+    torch.manual_seed(spec.run.seed)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"boundaries of {run_dir.name}", total=boundaries)
+        pairs = boundary_pairs(agent, env, spec.agent.window, boundaries, horizon, gamma,
+                               on_boundary=lambda: bar.advance(task))
+    sg = agent.learner.sg_applied if spec.agent.sg_state == "h" else None  # an M on (h, c) does not read h alone
+    result: dict[str, Any] = {
+        "run": run_dir.name,
+        "step": state["step"],
+        "sg": spec.agent.sg,
+        "sg_scale": spec.agent.sg_scale,
+        "window": spec.agent.window,
+        "boundaries": boundaries,
+        "horizon_windows": horizon,
+        "gamma": gamma,
+        "batch": spec.agent.batch_size,
+        "discounted": fit_ceiling(pairs.h, pairs.target, mlp_epochs=mlp_epochs, online=sg),
+        "next_window": fit_ceiling(pairs.h, pairs.next_window, mlp_epochs=0),
+        "discounted_from_hc": fit_ceiling(torch.cat([pairs.h, pairs.c], dim=-1), pairs.target, mlp_epochs=0),
+    }
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Markdown: test-row cosine (norm ratio) of each predictor, one row per run."""
+    head = ("| run | target | constant | linear M(h) | linear M(h, c) | MLP on h | the run's M |\n"
+            "|---|---|---|---|---|---|---|")
+    lines = [head]
+
+    def cell(d: dict[str, Any] | None) -> str:
+        if d is None:
+            return "—"
+        t = d["test"]
+        return f"{t['cosine']:.4f} ({t['norm_ratio']:.3f})"
+
+    for r in results:
+        d, n, hc = r["discounted"], r["next_window"], r["discounted_from_hc"]
+        lines.append(f"| {r['run']} | γ = {r['gamma']}, {r['horizon_windows']} windows | {cell(d['constant'])} | "
+                     f"{cell(d['linear'])} | {cell(hc['linear'])} | {cell(d.get('mlp'))} | {cell(d.get('online'))} |")
+        lines.append(f"| {r['run']} | next window only | {cell(n['constant'])} | {cell(n['linear'])} | — | — | — |")
+    return "\n".join(lines)
+
+
+def write_json(results: list[dict[str, Any]], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
