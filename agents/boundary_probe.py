@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from interfaces import agreement
 
-from .recurrent import RecurrentAgent, _Stream
+from .recurrent import RecurrentAgent, _Stream, ridge_solve
 
 __all__ = ["BoundaryPairs", "boundary_pairs", "fit_ceiling", "score"]
 
@@ -105,10 +105,7 @@ def score(pred: Tensor, target: Tensor) -> dict[str, float]:
 def _ridge(x: Tensor, y: Tensor, lam: float) -> Tensor:
     """W [D + 1, O] minimising |[x, 1] W - y|² + lam * n * |W|² (the bias not penalised)."""
     xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-    gram = xb.T @ xb
-    reg = torch.eye(len(gram), dtype=x.dtype) * lam * len(x)
-    reg[-1, -1] = 0.0
-    return torch.linalg.solve(gram + reg, xb.T @ y)
+    return ridge_solve(xb.T @ xb, xb.T @ y, lam * len(x))
 
 
 def _apply(x: Tensor, w: Tensor) -> Tensor:

@@ -117,6 +117,9 @@ class RecurrentConfig:
     sg_lr: float = 1e-3  # Adam, M
     sg_scale: float = 1.0  # multiplies M's output where it is applied (γ above)
     sg_average: float = 0.0  # > 0: apply an exponential moving average of M's weights (this decay), not M itself
+    sg_fit: str = "adam"  # how M learns: "adam" steps (sg_lr), or "ridge": refit in closed form every window
+    sg_ridge: float = 0.1  # "ridge": the penalty per row (λ n |W|², bias free)
+    sg_memory: float = 0.999  # "ridge": each window's rows weigh this much less per later window
     sg_hidden: list[int] = field(default_factory=list)  # M's hidden layers; [] = linear (the paper's)
     sg_state: str = "hc"  # the boundary state M reads and predicts the gradient of: "hc" = (h, c); "h" = h only
     batch_size: int = 64  # sequences (Copy) or parallel streams (char LM)
@@ -137,8 +140,12 @@ class RecurrentConfig:
                 _check(_is_num(v) and v > 0, key, "a number > 0", v)
             elif k in ("sg_scale", "aux_weight", "clip"):
                 _check(_is_num(v) and v >= 0, key, "a number >= 0", v)
-            elif k == "sg_average":
+            elif k in ("sg_average", "sg_memory"):
                 _check(_is_num(v) and 0 <= v < 1, key, "a number in [0, 1)", v)
+            elif k == "sg_ridge":
+                _check(_is_num(v) and v > 0, key, "a number > 0", v)
+            elif k == "sg_fit":
+                _check(v in ("adam", "ridge"), key, "'adam' or 'ridge'", v)
             elif k == "sg":
                 _check(v in ("dni", "none"), key, "'dni' or 'none'", v)
             elif k == "sg_state":
@@ -155,7 +162,9 @@ class RecurrentConfig:
         cfg = cls(**{k: (list(v) if isinstance(v, list) else v) for k, v in d.items()})
         if cfg.aux and cfg.sg != "dni":
             raise ValueError(f"{section}.aux: needs {section}.sg = 'dni' (Aux predicts synthetic gradients)")
-        for k in ("lr", "sg_lr", "sg_scale", "sg_average", "aux_weight", "clip"):
+        if cfg.sg_fit == "ridge" and (cfg.sg_hidden or cfg.sg_average > 0):
+            raise ValueError(f"{section}.sg_fit: 'ridge' fits a linear M (no sg_hidden) and applies it (no sg_average)")
+        for k in ("lr", "sg_lr", "sg_scale", "sg_average", "sg_ridge", "sg_memory", "aux_weight", "clip"):
             setattr(cfg, k, float(getattr(cfg, k)))
         return cfg
 
@@ -276,6 +285,14 @@ def lm_loss(logits: Tensor, target: Tensor, mask: Tensor, norm: float) -> Tensor
     return (ce.reshape(target.shape) * mask).sum() / norm
 
 
+def ridge_solve(gram: Tensor, cross: Tensor, penalty: float) -> Tensor:
+    """W [D + 1, O] = argmin |X W - Y|² + penalty |W[:-1]|² from gram = XᵀX and cross = XᵀY, where X's last
+    column is ones (the bias, not penalised)."""
+    reg = torch.eye(len(gram), dtype=gram.dtype, device=gram.device) * penalty
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(gram + reg, cross)
+
+
 class TBPTTLearner:
     """Truncated BPTT over windows, with an optional synthetic gradient M(s) at each window boundary.
 
@@ -307,6 +324,10 @@ class TBPTTLearner:
             self.sg = Synthesizer(in_shape=(sg_size,), hidden=tuple(cfg.sg_hidden)).to(self.device)
             self.sg_opt = adam(self.sg.parameters(), lr=cfg.sg_lr)
             self.sg_applied = copy.deepcopy(self.sg).requires_grad_(False) if cfg.sg_average > 0 else self.sg
+            if cfg.sg_fit == "ridge":  # decayed sums of [s, 1]ᵀ[s, 1] and [s, 1]ᵀ target, and of the row count
+                self.gram = torch.zeros(sg_size + 1, sg_size + 1, dtype=torch.float64, device=self.device)
+                self.cross = torch.zeros(sg_size + 1, sg_size, dtype=torch.float64, device=self.device)
+                self.rows = 0.0
             if cfg.aux:
                 self.aux = nn.Linear(out_size, sg_size).to(self.device)  # h_t [D] -> predicted SG [S]
                 params += list(self.aux.parameters())
@@ -364,6 +385,22 @@ class TBPTTLearner:
         self.state = tuple(s.detach() for s in s_end)
         return metrics, logits.detach()
 
+    @torch.no_grad()
+    def _refit_ridge(self, s: Tensor, target: Tensor) -> None:
+        """``sg_fit = "ridge"``: M <- the ridge least-squares map over every boundary so far, older windows
+        decayed by ``sg_memory``. Why: the char LM's boundary gradient is almost all noise (the best linear
+        M explains ~0.1-0.2 % of it), and M's Adam steps follow that noise; the closed form does not."""
+        assert self.sg is not None
+        xb = torch.cat([s, torch.ones_like(s[:, :1])], dim=1).double()  # [B, S + 1]
+        rho = self.cfg.sg_memory
+        self.gram.mul_(rho).add_(xb.T @ xb)
+        self.cross.mul_(rho).add_(xb.T @ target.double())
+        self.rows = rho * self.rows + len(s)
+        w = ridge_solve(self.gram, self.cross, self.cfg.sg_ridge * self.rows)  # [S + 1, S]
+        last = self.sg.net[-1]
+        last.weight.copy_(w[:-1].T)
+        last.bias.copy_(w[-1])
+
     def _learn_sg(self, s: Tensor, target: Tensor) -> dict[str, float]:
         """L2 step of M(s) toward the bootstrapped target; quality measured before the step.
 
@@ -373,9 +410,12 @@ class TBPTTLearner:
         assert self.sg is not None and self.sg_applied is not None
         pred = self.sg(s)  # [B, S]
         loss = F.mse_loss(pred, target)
-        self.sg_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.sg_opt.step()
+        if self.cfg.sg_fit == "ridge":
+            self._refit_ridge(s, target)
+        else:
+            self.sg_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.sg_opt.step()
         cos, ratio = agreement(pred, target)
         out = {"sg_loss": float(loss.detach()), "sg_cosine": cos}
         if float(target.norm()) > 0:

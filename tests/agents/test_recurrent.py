@@ -193,6 +193,33 @@ def test_sg_average_applies_a_moving_average_of_m() -> None:
     assert m["sg_applied_norm"] == pytest.approx(applied) and applied > 0
 
 
+def test_sg_fit_ridge_is_the_decayed_least_squares_map() -> None:
+    """sg_fit = "ridge": after each boundary M is the ridge solution over all boundaries so far, each earlier
+    window's rows weighted by sg_memory per window since, the bias not penalised."""
+    torch.manual_seed(0)
+    cfg = RecurrentConfig(hidden=4, window=3, sg="dni", sg_state="h", sg_fit="ridge", sg_ridge=0.01,
+                          sg_memory=0.5, lr=1e-2, clip=0.0)
+    learner = TBPTTLearner(LSTMCore(2, 4), nn.Linear(4, 2), sq_loss, cfg, state_size=8, out_size=4)
+    x, y = torch.randn(15, 3, 2), torch.randn(15, 3, 2)
+    learner.start_episode(3)
+    rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for k in range(5):
+        pending = learner.pending
+        m, _ = learner.train_window(x[3 * k:3 * k + 3], y[3 * k:3 * k + 3], torch.ones(3, 3), done=False)
+        if pending is not None:
+            rows.append((pending.double(), learner.last_target.double()))
+    weights = torch.tensor([0.5 ** (len(rows) - 1 - i) for i in range(len(rows))], dtype=torch.float64)
+    xb = torch.cat([torch.cat([s, torch.ones(3, 1, dtype=torch.float64)], 1) for s, _ in rows])  # [4 * 3, 5]
+    t = torch.cat([tg for _, tg in rows])
+    w = weights.repeat_interleave(3)[:, None]
+    reg = torch.diag(torch.tensor([1.0] * 4 + [0.0], dtype=torch.float64)) * 0.01 * float(w.sum())
+    expected = torch.linalg.solve(xb.T @ (w * xb) + reg, xb.T @ (w * t))
+    lin = learner.sg.net[-1]
+    torch.testing.assert_close(lin.weight.double(), expected[:-1].T, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(lin.bias.double(), expected[-1], rtol=1e-4, atol=1e-6)
+    assert "sg_cosine" in m and float(lin.weight.detach().abs().sum()) > 0
+
+
 def test_sg_metrics_and_bptt_baseline() -> None:
     cfg = RecurrentConfig(hidden=8, window=2, sg="none")
     core = LinearRNN(2, 8).float()
@@ -257,6 +284,9 @@ def _copy_recipe(**agent: object) -> dict:
         ({"agent": {"lr": -1}}, r"agent\.lr"),
         ({"agent": {"sg_hidden": [0]}}, r"agent\.sg_hidden"),
         ({"agent": {"sg_average": 1.0}}, r"agent\.sg_average: must be a number in \[0, 1\)"),
+        ({"agent": {"sg_fit": "sgd"}}, r"agent\.sg_fit: must be 'adam' or 'ridge'"),
+        ({"agent": {"sg_fit": "ridge", "sg_hidden": [8]}}, r"agent\.sg_fit: 'ridge' fits a linear M"),
+        ({"agent": {"sg_ridge": 0}}, r"agent\.sg_ridge"),
         ({"run": {"kind": "recurrent", "steps": 0}}, r"run\.steps"),
         ({"run": {"kind": "feedforward", "steps": 3}}, r"run\.kind"),
         ({"env": {"id": "dnilab/Copy-v0", "kwargs": {"batch_size": 3}}}, r"env\.kwargs\.batch_size"),
