@@ -6,7 +6,8 @@ probe takes a trained LM agent, walks its stream, and at each boundary computes 
 gradient into h (what M's bootstrapped target estimates), then fits the best linear map h -> gradient by
 ridge least squares on many boundaries at once (the optimum an online linear M could approach) and a small
 MLP, and scores them on later boundaries they were not fitted on. Lower than the fit's cosine: M's online
-learning is the problem; level with it: the signal is.
+learning is the problem; level with it: the signal is. The model is frozen here: in training it learns while
+M does, so this is an upper bound on what an online M could find.
 
 Shapes: N boundaries of B streams, H units; rows are flattened to [N * B, H] for the fits.
 """

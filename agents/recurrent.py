@@ -16,10 +16,11 @@ One training window k (state s = concat(h, c), S = 2H; B sequences):
    ``interfaces.SyntheticGradient``. With ``sg_scale`` = γ < 1, M learns a γ-discounted sum of future
    gradients (γ = 1: the exact bootstrap).
 
-``sg_average = β`` > 0: the M applied in 3 (and so carried back into M's targets) is an exponential moving
-average of M's weights, like a target network; M itself still learns as in 4. On the char LM the best linear
-M explains ~0.1-0.2 % of its target's energy while the online M's output, all noise, is half the target's
-size (``dnilab probe``, docs/RESULTS-recurrent.md): the average keeps what is consistent across steps.
+Two ways of making M learn signal rather than noise (on the char LM the best linear M explains ~0.1-0.2 %
+of its target's energy while the Adam M's output, all noise, is half the target's size: ``dnilab probe``):
+``sg_average = β`` > 0 applies (and carries back into M's targets) an exponential moving average of M's
+weights, like a target network; ``sg_fit = "ridge"`` refits M in closed form every window. Both made the char
+LM worse in session 12 (docs/RESULTS-recurrent.md): a steadier M is one the core can exploit. Off by default.
 
 ``sg_state = "h"``: s above is h alone, not (h, c). On an endless stream (char LM) a linear term <c, M(s)>
 rewards growing the unbounded cell state c along -M without limit, and with forget gates near 1 c's
@@ -388,8 +389,7 @@ class TBPTTLearner:
     @torch.no_grad()
     def _refit_ridge(self, s: Tensor, target: Tensor) -> None:
         """``sg_fit = "ridge"``: M <- the ridge least-squares map over every boundary so far, older windows
-        decayed by ``sg_memory``. Why: the char LM's boundary gradient is almost all noise (the best linear
-        M explains ~0.1-0.2 % of it), and M's Adam steps follow that noise; the closed form does not."""
+        decayed by ``sg_memory``: the closed form does not follow the target's noise as Adam steps do."""
         assert self.sg is not None
         xb = torch.cat([s, torch.ones_like(s[:, :1])], dim=1).double()  # [B, S + 1]
         rho = self.cfg.sg_memory
@@ -404,9 +404,8 @@ class TBPTTLearner:
     def _learn_sg(self, s: Tensor, target: Tensor) -> dict[str, float]:
         """L2 step of M(s) toward the bootstrapped target; quality measured before the step.
 
-        With ``sg_average`` the applied M is an exponential moving average of M's weights (also what the
-        bootstrap carries back, like a target network): where M's target is mostly unpredictable noise
-        (the char LM), M's own weights follow that noise, and the average keeps what is consistent."""
+        With ``sg_average`` the applied M, an exponential moving average of M's weights, is updated after
+        the step and scored before it (``sg_applied_cosine``)."""
         assert self.sg is not None and self.sg_applied is not None
         pred = self.sg(s)  # [B, S]
         loss = F.mse_loss(pred, target)
@@ -588,7 +587,8 @@ def run_recurrent(
 
 def checkpoint(agent: RecurrentAgent, step: int, weights: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What a recurrent run keeps: the core and readout that were evaluated (``weights``, default the
-    current ones), M and the optimizers' current states, so a finished run can be probed or resumed."""
+    current ones), M and the optimizers' current states, so a finished run can be probed (a ridge M's
+    running sums are not kept: its weights are)."""
     learner = agent.learner
     weights = weights or {"core": agent.core.state_dict(), "readout": agent.readout.state_dict()}
     return {
@@ -610,10 +610,10 @@ def restore(
     finished run can be probed. ``state`` is what a run saved: ``checkpoint(...)`` plus its ``recipe``."""
     spec = parse_recipe(state["recipe"])
     env, agent = _setup(spec, make_env or _default_make_env, device)
+    learner = agent.learner
     agent.core.load_state_dict(state["core"])
     agent.readout.load_state_dict(state["readout"])
-    agent.learner.opt.load_state_dict(state["optimizer"])
-    learner = agent.learner
+    learner.opt.load_state_dict(state["optimizer"])
     if learner.sg is not None:
         learner.sg.load_state_dict(state["sg"])
         learner.sg_opt.load_state_dict(state["sg_optimizer"])

@@ -38,7 +38,6 @@ def probe_run(
     spec, agent, env = restore(state, make_env=environments.make)
     if spec.task != "lm":
         raise RecipeError(f"{run_dir}: the probe walks a text stream; env {spec.env_id!r} is not a char LM")
-    torch.manual_seed(spec.run.seed)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"boundaries of {run_dir.name}", total=boundaries)
         pairs = boundary_pairs(agent, env, spec.agent.window, boundaries, horizon, gamma,
