@@ -15,11 +15,13 @@ Public API (import from ``agents`` only):
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
-  ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs). ``RayLauncher`` lives in
-  ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
+  ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
+  ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
+  ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
+from .checkpoints import checkpoint_path, write_checkpoint
 from .devices import pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
@@ -64,6 +66,7 @@ __all__ = [
     "Wiring",
     "build_module",
     "build_optimizer",
+    "checkpoint_path",
     "curve_wiring",
     "level_macs",
     "pick_device",
@@ -77,4 +80,5 @@ __all__ = [
     "store_capacity",
     "threads_per_agent",
     "validate_recurrent",
+    "write_checkpoint",
 ]

@@ -13,7 +13,6 @@ Targets arriving later train M; real activations arriving later train I. Every s
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ from interfaces import (
 )
 
 from .blocks import ClassifierHead, build_module
+from .checkpoints import write_checkpoint
 from .devices import placement
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .node import Node
@@ -436,16 +436,12 @@ class FeedForwardAgent(Node):
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
-        folder = self.run_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
         state = {"agent": self.name, "step": self.last_step, "module": self.module.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
                  "synthetic_gradients": {k: v.module.state_dict() for k, v in self.sg.items()}}
         if self.si is not None:
             state["synthetic_input"] = self.si.module.state_dict()
-        tmp = folder / f".{self.name}.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, folder / f"{self.name}.pt")
+        write_checkpoint(self.run_dir, self.name, state)
 
     def on_stop(self) -> dict[str, Any]:
         self.save_checkpoint()

@@ -32,7 +32,6 @@ Evaluation runs the composed system on real inputs: the chain of real outputs, n
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from torch.nn import functional as F
 
 from interfaces import Expectations, Kind, Message, StepBuffer, Synthesizer, SyntheticGradient, TensorSpec, WireError
 
+from .checkpoints import write_checkpoint
 from .devices import placement
 from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
@@ -606,14 +606,10 @@ class TickingAgent(Node):
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
-        folder = self.run_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
         state = {"agent": self.name, "step": self.last_step, "module": self.core.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
                  "synthetic_gradient": self.sg.state_dict() if self.sg is not None else None}
-        tmp = folder / f".{self.name}.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, folder / f"{self.name}.pt")
+        write_checkpoint(self.run_dir, self.name, state)
 
     def on_stop(self) -> dict[str, Any]:
         if self.sg is not None:

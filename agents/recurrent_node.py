@@ -3,15 +3,14 @@ the control plane (metrics, the final evaluation), stopping when the supervisor 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from interfaces import Kind, Message
 
+from .checkpoints import write_checkpoint
 from .devices import placement
 from .node import SUPERVISOR, Node, Stop
 from .recurrent import run_recurrent
@@ -66,14 +65,8 @@ class RecurrentNode(Node):
         self.core = core
 
     def _save_checkpoint(self, state: dict[str, Any]) -> None:
-        """``checkpoints/recurrent.pt``, replaced atomically: a run killed mid-write keeps the previous one."""
-        if self.run_dir is None:
-            return
-        folder = self.run_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{self.name}.pt.tmp"
-        torch.save({"agent": self.name, "recipe": self.recipe, **state}, tmp)
-        os.replace(tmp, folder / f"{self.name}.pt")
+        if self.run_dir is not None:
+            write_checkpoint(self.run_dir, self.name, {"agent": self.name, "recipe": self.recipe, **state})
 
     def on_stop(self) -> dict[str, Any]:
         return placement(self.core) if self.core is not None else {}

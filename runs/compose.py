@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import build_module
+from agents import build_module, checkpoint_path
 from environments import make
 
 from .recipe import RecipeError, check_common
@@ -31,7 +31,7 @@ def composed_network(run_dir: str | Path) -> tuple[nn.Sequential, dict[str, Any]
     graph = build_graph(recipe)
     layers = []
     for name in graph.order():
-        path = run_dir / "checkpoints" / f"{name}.pt"
+        path = checkpoint_path(run_dir, name)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no checkpoint for agent {name!r}")
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from agents import restore
+from agents import checkpoint_path, restore
 from agents.boundary_probe import boundary_pairs, fit_ceiling
 
 from .recipe import RecipeError
@@ -29,7 +29,7 @@ def probe_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Probe one run folder; the result is JSON-ready (numbers only) and says what it measured."""
-    path = run_dir / "checkpoints" / "recurrent.pt"
+    path = checkpoint_path(run_dir, "recurrent")
     if not path.is_file():
         raise RecipeError(f"{path}: no recurrent checkpoint (runs from before recurrent checkpoints: rerun the recipe)")
     import environments
