@@ -596,7 +596,8 @@ def checkpoint(agent: RecurrentAgent, step: int, weights: dict[str, Any] | None 
         **weights,
         "optimizer": learner.opt.state_dict(),
         "sg": learner.sg.state_dict() if learner.sg is not None else None,
-        "sg_applied": learner.sg_applied.state_dict() if learner.sg_applied is not None else None,
+        # the applied M only where it is not M itself (sg_average > 0)
+        "sg_applied": learner.sg_applied.state_dict() if learner.sg_applied is not learner.sg else None,
         "sg_optimizer": learner.sg_opt.state_dict() if learner.sg is not None else None,
         "aux": learner.aux.state_dict() if learner.aux is not None else None,
         **extra,
