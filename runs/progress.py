@@ -12,15 +12,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class RunProgress:
     """Listens to the run's records and redraws one line; quiet when stderr is not a terminal."""
 
-    def __init__(self, total: int, label: str, enabled: bool = True, key: str = "steps") -> None:
+    def __init__(self, total: int, label: str, enabled: bool = True, key: str = "steps",
+                 status: str = "starting agents", unit: str = "step") -> None:
         self.console = Console(stderr=True)
         self.enabled = enabled
         self.key = key
+        self.unit = unit
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console,
             disable=not enabled, transient=False)
-        self.task = self.progress.add_task(label, total=total, status="starting agents")
+        self.task = self.progress.add_task(label, total=total, status=status)
         self.last_eval = ""
         self.rate = 0.0
         self.plain = enabled and not sys.stderr.isatty()
@@ -38,8 +40,7 @@ class RunProgress:
             self.progress.update(self.task, status=f"{sender} ready")
         elif verb == "metrics" and self.key in values and sender in ("env", "recurrent", "system"):
             self.rate = values.get("batches_per_s", self.rate)
-            self.progress.update(self.task, completed=values[self.key], status=self._status())
-            self._plain_line(values[self.key])
+            self.advance_to(values[self.key])
         elif verb == "eval":
             shown = {k: v for k, v in values.items() if k.startswith(("test_", "valid_", "max_"))}
             self.last_eval = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -47,6 +48,15 @@ class RunProgress:
             self.progress.update(self.task, status=self._status())
             if self.plain:
                 self.console.print(f"eval at step {step}: {self.last_eval}")
+
+    def advance_to(self, done: int) -> None:
+        """Show ``done`` of the total: redraw the bar, or without a terminal print a line every ~10 %."""
+        self.progress.update(self.task, completed=done, status=self._status())
+        self._plain_line(done)
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more done (for work that reports each item rather than a running total)."""
+        self.advance_to(int(self.progress.tasks[0].completed) + n)
 
     def _status(self) -> str:
         rate = f"{self.rate:.0f} batch/s" if self.rate else ""
@@ -60,4 +70,4 @@ class RunProgress:
         decile = int(10 * done / total)
         if decile != self._last_plain:
             self._last_plain = decile
-            self.console.print(f"step {done}/{int(total)} {self._status()}")
+            self.console.print(f"{self.unit} {done}/{int(total)} {self._status()}".rstrip())

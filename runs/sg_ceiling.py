@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from agents import checkpoint_path, restore
 from agents.boundary_probe import boundary_pairs, fit_ceiling
 
+from .progress import RunProgress
 from .recipe import RecipeError
 
 
@@ -38,10 +38,9 @@ def probe_run(
     spec, agent, env = restore(state, make_env=environments.make)
     if spec.task != "lm":
         raise RecipeError(f"{run_dir}: the probe walks a text stream; env {spec.env_id!r} is not a char LM")
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"boundaries of {run_dir.name}", total=boundaries)
-        pairs = boundary_pairs(agent, env, spec.agent.window, boundaries, horizon, gamma,
-                               on_boundary=lambda: bar.advance(task))
+    with RunProgress(boundaries, f"boundaries of {run_dir.name}", enabled=progress, status="",
+                     unit="boundary") as bar:
+        pairs = boundary_pairs(agent, env, spec.agent.window, boundaries, horizon, gamma, on_boundary=bar.advance)
     sg = agent.learner.sg_applied if spec.agent.sg_state == "h" else None  # an M on (h, c) does not read h alone
     result: dict[str, Any] = {
         "run": run_dir.name,
