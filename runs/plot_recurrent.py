@@ -71,6 +71,13 @@ def _xy(rows: list[dict], key: str, scale: float = 1.0) -> tuple[list, list]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 STYLE = {"bptt": "--", "dni": "-", "dni-aux": ":"}
 
 
@@ -102,11 +109,7 @@ def plot_copy(runs: list[dict], task: str, out: Path) -> Path | None:
         a.grid(alpha=0.3)
         if a.lines:
             a.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / f"recurrent-{task}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"recurrent-{task}.png")
 
 
 VALID_TOP = 3.2  # BPC; the diverged M(h, c) cells sit at ~4.86 and would flatten every other curve
@@ -159,11 +162,7 @@ def plot_charlm(runs: list[dict], out: Path) -> Path | None:
     legend_ax.legend(*valid_ax.get_legend_handles_labels(), loc="center", fontsize=8, ncol=2,
                      title="dashed: BPTT, solid: DNI, dotted: DNI + Aux")
     fig.suptitle("char LM (Shakespeare): BPTT T=8 / T=40 vs DNI T=8")
-    fig.tight_layout()
-    path = out / "recurrent-charlm.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "recurrent-charlm.png")
 
 
 def settings(runs: list[dict]) -> list[list[dict]]:
@@ -255,11 +254,7 @@ def plot_charlm_paired(runs: list[dict], out: Path) -> Path | None:
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(fontsize=7)
     fig.suptitle("char LM (Shakespeare): DNI T=8 minus BPTT T=8, paired by seed (best validation / its test BPC)")
-    fig.tight_layout()
-    path = out / "recurrent-charlm-paired.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "recurrent-charlm-paired.png")
 
 
 def main(argv: list[str] | None = None) -> None:
