@@ -9,8 +9,8 @@ Public API (import from ``agents`` only):
   ``StepDecay`` (an optimizer's lr decay on the run's clock).
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
   (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``; ``restore``
-  rebuilds one from its checkpoint; ``agents.boundary_probe`` measures how much of the gradient at its
-  window boundary any M could predict), ``Node`` (base),
+  rebuilds one from its checkpoint, ``lm_bits`` scores it character by character; ``agents.boundary_probe``
+  measures how much of the gradient at its window boundary any M could predict), ``Node`` (base),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
@@ -31,7 +31,7 @@ from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, poo
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
-from .recurrent import RecurrentConfig, restore, run_recurrent, validate_recurrent
+from .recurrent import RecurrentConfig, lm_bits, restore, run_recurrent, validate_recurrent
 from .recurrent_node import RecurrentNode
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
@@ -69,6 +69,7 @@ __all__ = [
     "checkpoint_path",
     "curve_wiring",
     "level_macs",
+    "lm_bits",
     "pick_device",
     "placement",
     "pool_images",

@@ -42,7 +42,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -687,9 +687,9 @@ def _copy_report(means: _Means, cur: Curriculum, repeat: bool, episodes: int, ra
     return out
 
 
-@torch.no_grad()
-def evaluate_lm(agent: RecurrentAgent, env: Any, max_chars: int = 0, window: int = 200) -> float:
-    """Bits per character of one pass over env's split (or its first ``max_chars`` characters)."""
+def _lm_pass(agent: RecurrentAgent, env: Any, window: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """(logits [t, B, V], targets [t, B], mask [t, B]) window by window over one pass of env's split, the
+    state carried across windows."""
     stream = _Stream(env)
     stream.reset()
     state = agent.core.init_state(
@@ -698,17 +698,35 @@ def evaluate_lm(agent: RecurrentAgent, env: Any, max_chars: int = 0, window: int
         else int(env.observation_space.shape[0]),
         agent.device,
     )
-    nats, count = 0.0, 0.0
     while True:
         x, y, m, done = stream.window(window)
         out, state = agent.core(agent.x(x), state)
-        logits = agent.readout(out)  # [t, B, V]
-        mask = agent.m(m)
-        nats += float(lm_loss(logits, agent.y(y), mask, 1.0))
+        yield agent.readout(out), agent.y(y), agent.m(m)
+        if done:
+            return
+
+
+@torch.no_grad()
+def evaluate_lm(agent: RecurrentAgent, env: Any, max_chars: int = 0, window: int = 200) -> float:
+    """Bits per character of one pass over env's split (or its first ``max_chars`` characters)."""
+    nats, count = 0.0, 0.0
+    for logits, target, mask in _lm_pass(agent, env, window):
+        nats += float(lm_loss(logits, target, mask, 1.0))
         count += float(mask.sum())
-        if done or (max_chars and count >= max_chars):
+        if max_chars and count >= max_chars:
             break
     return nats / max(count, 1.0) / _LN2
+
+
+@torch.no_grad()
+def lm_bits(agent: RecurrentAgent, env: Any, window: int = 200) -> np.ndarray:
+    """Bits of every predicted character of one pass over env's split, ``[B, steps]``: row b is stream b in
+    text order, so a caller can tell which part of the text a model does well or badly on."""
+    rows = []
+    for logits, target, _ in _lm_pass(agent, env, window):
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+        rows.append(ce.reshape(target.shape))  # [t, B] nats
+    return (torch.cat(rows).T / _LN2).cpu().numpy()
 
 
 def _run_lm(

@@ -12,7 +12,8 @@ Public API (import from ``environments`` only; the modules are private):
 - ``Copy`` / ``RepeatCopy`` ("dnilab/Copy-v0", "dnilab/RepeatCopy-v0"): the NTM copy tasks, one time step
   per env step; ``bits_per_sequence`` scores them.
 - ``CharLM`` ("dnilab/CharLM-v0"): character language modelling over Shakespeare (offline default) or
-  Penn Treebank; ``load_corpus``, ``load_shakespeare``, ``load_ptb_chars``, ``bits_per_char``.
+  Penn Treebank; ``load_corpus``, ``load_shakespeare``, ``load_ptb_chars``, ``bits_per_char``;
+  ``split_documents`` says which plays (as character spans) a split holds.
 
 Supervised streams: ``reset(seed=...) -> (obs, info)``, obs = input batch float32 ``[B, ...]``,
 ``info["target"]`` = int64 ``[B]``; ``step(action)`` returns the next batch the same way (action =
@@ -31,7 +32,7 @@ from .data import DataUnavailable, data_dir
 from .digits import DigitStream
 from .mnist import MnistStream, fetch_mnist, load_mnist
 from .registry import make
-from .text import bits_per_char, load_corpus, load_ptb_chars, load_shakespeare
+from .text import bits_per_char, load_corpus, load_ptb_chars, load_shakespeare, split_documents
 
 __all__ = [
     "CharLM",
@@ -43,6 +44,7 @@ __all__ = [
     "load_corpus",
     "load_ptb_chars",
     "load_shakespeare",
+    "split_documents",
     "DigitStream",
     "MnistStream",
     "data_dir",

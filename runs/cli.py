@@ -132,7 +132,8 @@ def probe(run_dirs: tuple[str, ...], boundaries: int, horizon: int, gamma: float
     """How much of the gradient at a truncation boundary any M(h) could predict, on finished char-LM RUN_DIRS."""
     import torch
 
-    from .sg_ceiling import probe_run, table, write_json
+    from .records import write_json
+    from .sg_ceiling import probe_run, table
 
     torch.set_num_threads(threads)
     try:
@@ -141,7 +142,29 @@ def probe(run_dirs: tuple[str, ...], boundaries: int, horizon: int, gamma: float
         raise click.UsageError(str(err)) from None
     click.echo(table(results))
     if json_out:
-        write_json(results, Path(json_out))
+        write_json(Path(json_out), results)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", type=click.Choice(["valid", "test", "train"]), default="valid", show_default=True)
+@click.option("--threads", default=1, show_default=True, help="Torch threads.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the results.")
+def bpc(run_dirs: tuple[str, ...], split: str, threads: int, json_out: str | None) -> None:
+    """Bits per character of finished char-LM RUN_DIRS (best-validation weights) on each text of a split."""
+    import torch
+
+    from .bpc_by_text import bpc_by_text, table
+    from .records import write_json
+
+    torch.set_num_threads(threads)
+    try:
+        results = [bpc_by_text(Path(d), split) for d in run_dirs]
+    except (RecipeError, ValueError) as err:
+        raise click.UsageError(str(err)) from None
+    click.echo(table(results))
+    if json_out:
+        write_json(Path(json_out), results)
 
 
 @main.command(name="recipes")

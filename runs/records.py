@@ -89,7 +89,7 @@ class RunRecords:
         self._write_meta()
 
     def _write_meta(self) -> None:
-        _atomic_json(self.path / "meta.json", self.meta)
+        write_json(self.path / "meta.json", self.meta)
 
     def _append(self, stream: str, row: dict[str, Any]) -> None:
         f = self._files.get(stream)
@@ -133,11 +133,13 @@ class RunRecords:
                    "wall_s": self.meta["wall_s"], "agents": self.done_stats, **(extra or {})}
         if error:
             summary["error"] = error
-        _atomic_json(self.path / "summary.json", summary)
+        write_json(self.path / "summary.json", summary)
         return summary
 
 
-def _atomic_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON, whole or not at all (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
     os.replace(tmp, path)

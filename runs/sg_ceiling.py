@@ -7,15 +7,14 @@ and a small MLP on h predict the gradient that arrives at a boundary, next to th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agents import checkpoint_path, restore
 from agents.boundary_probe import boundary_pairs, fit_ceiling
 
+from .checkpointed import restore_run
 from .progress import RunProgress
 from .recipe import RecipeError
 
@@ -29,13 +28,7 @@ def probe_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Probe one run folder; the result is JSON-ready (numbers only) and says what it measured."""
-    path = checkpoint_path(run_dir, "recurrent")
-    if not path.is_file():
-        raise RecipeError(f"{path}: no recurrent checkpoint (runs from before recurrent checkpoints: rerun the recipe)")
-    import environments
-
-    state = torch.load(path, map_location="cpu", weights_only=True)  # our own file, tensors only
-    spec, agent, env = restore(state, make_env=environments.make)
+    state, spec, agent, env = restore_run(run_dir)
     if spec.task != "lm":
         raise RecipeError(f"{run_dir}: the probe walks a text stream; env {spec.env_id!r} is not a char LM")
     with RunProgress(boundaries, f"boundaries of {run_dir.name}", enabled=progress, status="",
@@ -77,8 +70,3 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{cell(d['linear'])} | {cell(hc['linear'])} | {cell(d.get('mlp'))} | {cell(d.get('online'))} |")
         lines.append(f"| {r['run']} | next window only | {cell(n['constant'])} | {cell(n['linear'])} | — | — | — |")
     return "\n".join(lines)
-
-
-def write_json(results: list[dict[str, Any]], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")

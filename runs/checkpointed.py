@@ -1,0 +1,25 @@
+"""A finished recurrent run brought back from its checkpoint, for the tools that study trained models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents import checkpoint_path, restore
+
+from .recipe import RecipeError
+
+
+def restore_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any, Any]:
+    """``(checkpoint, recipe spec, agent, training env)`` of a recurrent run folder; a folder without a
+    recurrent checkpoint is a ``RecipeError`` that says so."""
+    path = checkpoint_path(run_dir, "recurrent")
+    if not path.is_file():
+        raise RecipeError(f"{path}: no recurrent checkpoint (runs from before recurrent checkpoints: rerun the recipe)")
+    import environments
+
+    state = torch.load(path, map_location="cpu", weights_only=True)  # our own file, tensors only
+    spec, agent, env = restore(state, make_env=environments.make)
+    return state, spec, agent, env
