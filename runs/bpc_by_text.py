@@ -27,7 +27,6 @@ def target_positions(batch: int, stream_len: int) -> np.ndarray:
 def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
     """Best-validation weights of ``run_dir`` scored on ``split``: overall BPC and BPC per document."""
     import environments
-    from environments.text import split_documents
 
     _, spec, agent, _ = restore_run(run_dir)
     if spec.task != "lm":
@@ -39,7 +38,7 @@ def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
     if "text" in kwargs:  # an injected corpus has no documents: one span
         docs = [("text", 0, int(pos.max()) + 1)]
     else:
-        docs = split_documents(kwargs.get("corpus", "shakespeare"), split, kwargs.get("root"),
+        docs = environments.split_documents(kwargs.get("corpus", "shakespeare"), split, kwargs.get("root"),
                                kwargs.get("download", True))
     per = []
     for name, start, end in docs:
@@ -51,6 +50,8 @@ def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per text, one column per run (BPC), the whole split last."""
+    if len({(r["split"], tuple(t["text"] for t in r["texts"])) for r in results}) > 1:
+        raise RecipeError("dnilab bpc: the runs were scored on different texts (another corpus?); compare them apart")
     head = "| text | chars | " + " | ".join(r["run"] for r in results) + " |"
     lines = [head, "|---|---|" + "---|" * len(results)]
     for i, t in enumerate(results[0]["texts"]):

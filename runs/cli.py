@@ -160,9 +160,9 @@ def bpc(run_dirs: tuple[str, ...], split: str, threads: int, json_out: str | Non
     torch.set_num_threads(threads)
     try:
         results = [bpc_by_text(Path(d), split) for d in run_dirs]
+        click.echo(table(results))
     except (RecipeError, ValueError) as err:
         raise click.UsageError(str(err)) from None
-    click.echo(table(results))
     if json_out:
         write_json(Path(json_out), results)
 

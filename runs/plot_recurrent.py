@@ -11,7 +11,7 @@ Reads every run folder under the results root (``recipe.toml`` + ``metrics/recur
 - ``recurrent-charlm.png``: validation BPC vs training characters (equal data across T), training BPC, the
   core's gradient norm before clipping, and the DNI runs' synthetic-gradient cosine and norm ratio, for the
   runs of one seed (repeats of a setting with other seeds go to the next figure);
-- ``recurrent-charlm-seeds.png``: settings run with several seeds, paired by seed with the BPTT runs of the same
+- ``recurrent-charlm-paired.png``: settings run with several seeds, paired by seed with the BPTT runs of the same
   budget: DNI − BPTT in best validation and test BPC per seed (mean ± standard error), and the validation curves
   of the settings run at the longest budget.
 """

@@ -41,3 +41,14 @@ def test_a_run_scored_per_text_matches_its_best_validation_bpc(tmp_path: Path) -
 def test_scoring_a_folder_without_a_checkpoint_says_so(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["bpc", str(tmp_path)])
     assert out.exit_code == 2 and "no recurrent checkpoint" in out.output
+
+
+def test_runs_scored_on_different_texts_are_not_put_in_one_table() -> None:
+    from runs.bpc_by_text import table
+    from runs.recipe import RecipeError
+
+    a = {"run": "a", "split": "valid", "bpc": 2.0, "texts": [{"text": "troilus", "chars": 10, "bpc": 2.0}]}
+    b = {**a, "run": "b", "texts": [{"text": "ptb", "chars": 10, "bpc": 2.0}]}
+    assert "| troilus | 10 | 2.0000 | 2.0000 |" in table([a, a])
+    with pytest.raises(RecipeError, match="different texts"):
+        table([a, b])
