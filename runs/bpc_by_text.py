@@ -24,8 +24,26 @@ def target_positions(batch: int, stream_len: int) -> np.ndarray:
     return np.arange(batch)[:, None] * stream_len + 1 + np.arange(stream_len - 1)[None, :]
 
 
+CLASSES = {  # what kind of character is predicted: long context helps some kinds more than others
+    "letters, lower case": str.islower,
+    "letters, upper case": str.isupper,
+    "spaces": lambda c: c == " ",
+    "newlines": lambda c: c == "\n",
+    "other (punctuation, digits)": lambda c: not (c.isalpha() or c in " \n"),
+}
+
+
+def _class_of(vocab: Any) -> np.ndarray:
+    """Class index (into ``CLASSES``) of each id of ``vocab``; ``<unk>`` counts as other."""
+    tests = list(CLASSES.values())
+    other = len(tests) - 1
+    ids = [next((k for k, test in enumerate(tests) if test(c)), other) for c in vocab.chars]
+    return np.array(ids + [other] * (len(vocab) - len(ids)))
+
+
 def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
-    """Best-validation weights of ``run_dir`` scored on ``split``: overall BPC and BPC per document."""
+    """Best-validation weights of ``run_dir`` scored on ``split``: overall BPC, BPC per document and per kind of
+    character predicted."""
     import environments
 
     _, spec, agent, _ = restore_run(run_dir)
@@ -40,23 +58,28 @@ def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
     else:
         docs = environments.split_documents(kwargs.get("corpus", "shakespeare"), split, kwargs.get("root"),
                                kwargs.get("download", True))
-    per = []
-    for name, start, end in docs:
-        inside = (pos >= start) & (pos < end)
-        if inside.any():
-            per.append({"text": name, "chars": int(inside.sum()), "bpc": float(bits[inside].mean())})
-    return {"run": run_dir.name, "split": split, "bpc": float(bits.mean()), "texts": per}
+    kind = _class_of(env.unwrapped.vocab)[env.unwrapped.streams[:, 1:]]  # [B, n - 1], as bits
+
+    def scored(parts: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+        return [{"name": name, "chars": int(inside.sum()), "bpc": float(bits[inside].mean())}
+                for name, inside in parts if inside.any()]
+
+    return {"run": run_dir.name, "split": split, "chars": int(bits.size), "bpc": float(bits.mean()),
+            "texts": scored([(name, (pos >= start) & (pos < end)) for name, start, end in docs]),
+            "characters": scored([(name, kind == k) for k, name in enumerate(CLASSES)])}
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown: one row per text, one column per run (BPC), the whole split last."""
-    if len({(r["split"], tuple(t["text"] for t in r["texts"])) for r in results}) > 1:
+    """Markdown: one row per text and per kind of character, one column per run (BPC), the whole split last."""
+    rows = [(r["split"], tuple(p["name"] for p in r["texts"] + r["characters"])) for r in results]
+    if len(set(rows)) > 1:
         raise RecipeError("dnilab bpc: the runs were scored on different texts (another corpus?); compare them apart")
-    head = "| text | chars | " + " | ".join(r["run"] for r in results) + " |"
-    lines = [head, "|---|---|" + "---|" * len(results)]
-    for i, t in enumerate(results[0]["texts"]):
-        cells = " | ".join(f"{r['texts'][i]['bpc']:.4f}" for r in results)
-        lines.append(f"| {t['text']} | {t['chars']} | {cells} |")
-    lines.append(f"| **all of {results[0]['split']}** | {sum(t['chars'] for t in results[0]['texts'])} | "
+    lines = ["| text / characters predicted | chars | " + " | ".join(r["run"] for r in results) + " |",
+             "|---|---|" + "---|" * len(results)]
+    for group in ("texts", "characters"):
+        for i, part in enumerate(results[0][group]):
+            cells = " | ".join(f"{r[group][i]['bpc']:.4f}" for r in results)
+            lines.append(f"| {part['name']} | {part['chars']} | {cells} |")
+    lines.append(f"| **all of {results[0]['split']}** | {results[0]['chars']} | "
                  + " | ".join(f"**{r['bpc']:.4f}**" for r in results) + " |")
     return "\n".join(lines)

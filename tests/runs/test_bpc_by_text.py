@@ -27,14 +27,19 @@ def test_a_run_scored_per_text_matches_its_best_validation_bpc(tmp_path: Path) -
     result = bpc_by_text(run_dir, "valid")
     best = json.loads((run_dir / "summary.json").read_text())["eval"]["valid_bpc"]
     assert result["bpc"] == pytest.approx(best, rel=1e-5)  # the checkpoint holds the best-validation weights
-    assert [t["text"] for t in result["texts"]] == ["text"]  # an injected text has no documents
+    assert [t["name"] for t in result["texts"]] == ["text"]  # an injected text has no documents
     valid_chars = len(CHARLM_TEXT) * 5 // 100
-    assert result["texts"][0]["chars"] == valid_chars // 2 * 2 - 2  # 2 streams, each predicts all but its first
+    assert result["chars"] == result["texts"][0]["chars"] == valid_chars // 2 * 2 - 2  # 2 streams, all but the first
+    kinds = {c["name"]: c for c in result["characters"]}
+    assert set(kinds) == {"letters, lower case", "spaces"}  # the text has no capitals, newlines or punctuation
+    assert sum(c["chars"] for c in kinds.values()) == result["chars"]
+    weighted = sum(c["bpc"] * c["chars"] for c in kinds.values()) / result["chars"]
+    assert weighted == pytest.approx(result["bpc"], rel=1e-6)
 
     out = CliRunner().invoke(main, ["bpc", str(run_dir), str(run_dir), "--split", "test",
                                     "--json", str(tmp_path / "bpc.json")])
     assert out.exit_code == 0, out.output
-    assert "| text | chars |" in out.output and "**all of test**" in out.output
+    assert "| text / characters predicted | chars |" in out.output and "**all of test**" in out.output
     assert json.loads((tmp_path / "bpc.json").read_text())[1]["split"] == "test"
 
 
@@ -47,8 +52,9 @@ def test_runs_scored_on_different_texts_are_not_put_in_one_table() -> None:
     from runs.bpc_by_text import table
     from runs.recipe import RecipeError
 
-    a = {"run": "a", "split": "valid", "bpc": 2.0, "texts": [{"text": "troilus", "chars": 10, "bpc": 2.0}]}
-    b = {**a, "run": "b", "texts": [{"text": "ptb", "chars": 10, "bpc": 2.0}]}
+    a = {"run": "a", "split": "valid", "chars": 10, "bpc": 2.0, "texts": [{"name": "troilus", "chars": 10, "bpc": 2.0}],
+         "characters": []}
+    b = {**a, "run": "b", "texts": [{"name": "ptb", "chars": 10, "bpc": 2.0}]}
     assert "| troilus | 10 | 2.0000 | 2.0000 |" in table([a, a])
     with pytest.raises(RecipeError, match="different texts"):
         table([a, b])
