@@ -280,10 +280,15 @@ def copy_loss(logits: Tensor, target: Tensor, mask: Tensor, norm: float) -> Tens
     return (bce * mask).sum() / norm
 
 
+def char_nats(logits: Tensor, target: Tensor) -> Tensor:
+    """Next-char cross-entropy (nats) of every step, [T, B]. logits [T, B, V]; target [T, B]."""
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+    return ce.reshape(target.shape)
+
+
 def lm_loss(logits: Tensor, target: Tensor, mask: Tensor, norm: float) -> Tensor:
     """Sum over masked steps of next-char CE (nats) / norm. logits [T, B, V]; target, mask [T, B]."""
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
-    return (ce.reshape(target.shape) * mask).sum() / norm
+    return (char_nats(logits, target) * mask).sum() / norm
 
 
 def ridge_solve(gram: Tensor, cross: Tensor, penalty: float) -> Tensor:
@@ -722,10 +727,7 @@ def evaluate_lm(agent: RecurrentAgent, env: Any, max_chars: int = 0, window: int
 def lm_bits(agent: RecurrentAgent, env: Any, window: int = 200) -> np.ndarray:
     """Bits of every predicted character of one pass over env's split, ``[B, steps]``: row b is stream b in
     text order, so a caller can tell which part of the text a model does well or badly on."""
-    rows = []
-    for logits, target, _ in _lm_pass(agent, env, window):
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
-        rows.append(ce.reshape(target.shape))  # [t, B] nats
+    rows = [char_nats(logits, target) for logits, target, _ in _lm_pass(agent, env, window)]  # [t, B] nats each
     return (torch.cat(rows).T / _LN2).cpu().numpy()
 
 
