@@ -47,8 +47,6 @@ def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
     import environments
 
     _, spec, agent, _ = restore_run(run_dir)
-    if spec.task != "lm":
-        raise RecipeError(f"{run_dir}: env {spec.env_id!r} is not a char LM")
     kwargs = dict(spec.env_kwargs)
     env = environments.make(spec.env_id, **kwargs, batch_size=spec.agent.eval_batch_size, split=split)
     bits = lm_bits(agent, env)  # [B, n - 1]
@@ -57,7 +55,7 @@ def bpc_by_text(run_dir: Path, split: str = "valid") -> dict[str, Any]:
         docs = [("text", 0, int(pos.max()) + 1)]
     else:
         docs = environments.split_documents(kwargs.get("corpus", "shakespeare"), split, kwargs.get("root"),
-                               kwargs.get("download", True))
+                                            kwargs.get("download", True))
     kind = _class_of(env.unwrapped.vocab)[env.unwrapped.streams[:, 1:]]  # [B, n - 1], as bits
 
     def scored(parts: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:

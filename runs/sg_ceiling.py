@@ -16,7 +16,6 @@ from agents.boundary_probe import boundary_pairs, fit_ceiling
 
 from .checkpointed import restore_run
 from .progress import RunProgress
-from .recipe import RecipeError
 
 
 def probe_run(
@@ -29,8 +28,6 @@ def probe_run(
 ) -> dict[str, Any]:
     """Probe one run folder; the result is JSON-ready (numbers only) and says what it measured."""
     state, spec, agent, env = restore_run(run_dir)
-    if spec.task != "lm":
-        raise RecipeError(f"{run_dir}: the probe walks a text stream; env {spec.env_id!r} is not a char LM")
     with RunProgress(boundaries, f"boundaries of {run_dir.name}", enabled=progress, status="",
                      unit="boundary") as bar:
         pairs = boundary_pairs(agent, env, spec.agent.window, boundaries, horizon, gamma, on_boundary=bar.advance)
