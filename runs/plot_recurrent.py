@@ -19,6 +19,8 @@ Reads every run folder under the results root (``recipe.toml`` + ``metrics/recur
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import sys
 import tomllib
 from pathlib import Path
@@ -199,9 +201,8 @@ def paired(runs: list[dict]) -> list[tuple[list[dict], dict[int, dict[str, float
 
 
 def _mean_se(xs: list[float]) -> tuple[float, float]:
-    mean = sum(xs) / len(xs)
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else float("nan")
-    return mean, (var / len(xs)) ** 0.5
+    """Mean and standard error of two or more values."""
+    return statistics.fmean(xs), statistics.stdev(xs) / math.sqrt(len(xs))
 
 
 DIFF_LIM = 0.06  # BPC; a paired difference beyond it is drawn at the edge with its value written beside it
@@ -230,7 +231,7 @@ def plot_charlm_paired(runs: list[dict], out: Path) -> Path | None:
                     ax.annotate(f"{y:+.3f}", (x, y_shown), xytext=(4, 0), textcoords="offset points", fontsize=7)
             mean, se = _mean_se(ys)
             if abs(mean) <= DIFF_LIM:
-                ax.errorbar(x + 0.15, mean, yerr=0 if se != se else se, fmt="s", color="C3", capsize=4, zorder=4)
+                ax.errorbar(x + 0.15, mean, yerr=se, fmt="s", color="C3", capsize=4, zorder=4)
                 ax.annotate(f"{mean:+.4f}", (x + 0.15, mean), xytext=(5, -3), textcoords="offset points", fontsize=7,
                             color="C3")
     for ax, split in ((valid_ax, "validation"), (test_ax, "test")):
