@@ -17,12 +17,15 @@ Public API (import from ``agents`` only):
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
   ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
   ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
+- diagnosis: ``run_reference`` / ``ReferenceConfig`` (a one-process DNI chain with the true gradient at hand:
+  what M learns from, and how the applied gradient agrees with the true one), ``summarize_probes``.
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
 from .checkpoints import checkpoint_path, write_checkpoint
 from .devices import pick_device, placement, threads_per_agent
+from .dni_reference import ReferenceConfig, run_reference, summarize_probes
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
 from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
@@ -57,6 +60,7 @@ __all__ = [
     "Outcome",
     "Recorder",
     "RecurrentConfig",
+    "ReferenceConfig",
     "RecurrentNode",
     "StepDecay",
     "Supervisor",
@@ -77,8 +81,10 @@ __all__ = [
     "resolve",
     "restore",
     "run_recurrent",
+    "run_reference",
     "solve_hidden",
     "store_capacity",
+    "summarize_probes",
     "threads_per_agent",
     "validate_recurrent",
     "write_checkpoint",

@@ -48,4 +48,6 @@ def describe_error(err: ValidationError, prefix: str = "") -> str:
         return f"{key}: missing"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    return f"{key}: {msg}, got {first.get('input')!r}" if "input" in first and kind != "value_error" else f"{key}: {msg}"
+    if "input" in first and kind != "value_error":
+        return f"{key}: {msg}, got {first['input']!r}"
+    return f"{key}: {msg}"

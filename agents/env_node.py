@@ -38,7 +38,8 @@ class EnvNode(Node):
 
     def __init__(self, graph: Graph, env_id: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any],
                  steps: int, seconds: float = 0.0, seed: int = 0, eval_every: int = 0, window: int = 4,
-                 metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False) -> None:
+                 metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False,
+                 free_running: bool = False) -> None:
         self.graph = graph
         self.env_id = env_id
         self.env_kwargs = env_kwargs
@@ -57,10 +58,13 @@ class EnvNode(Node):
         self.paced = self.fed + (self.broadcast if pace_all else [])
         self.labelled = [n for n in names if graph.needs_labels(n)]
         self.heads = graph.heads()
+        # free-running: the budget is every agent's own `steps` updates; batches flow until all say "done"
+        self.free_running = free_running
+        self.names = names
 
     def expectations(self) -> Expectations:
         expect = Expectations()
-        for n in self.paced:
+        for n in set(self.paced) | (set(self.names) if self.free_running else set()):
             expect.allow(Kind.CONTROL, f"{ENV}->{n}", n)
         return expect
 
@@ -73,6 +77,7 @@ class EnvNode(Node):
         self.env = make(self.env_id, **self.env_kwargs)
         self.eval_env = make(self.env_id, **{**self.env_kwargs, **self.eval_kwargs})
         self.inflight = {n: 0 for n in self.paced}
+        self.working = set(self.names)  # free-running agents that have not done their budget yet
         self.step = 0
         self.round = 0
         self.done = False
@@ -85,10 +90,14 @@ class EnvNode(Node):
     def on_message(self, msg: Message) -> None:
         if msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
             self.inflight[msg.edge.split("->")[1]] -= 1
+        elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "done":
+            self.working.discard(msg.sender)
 
     def _budget_left(self) -> bool:
         if self.seconds and time.monotonic() - self.t_start >= self.seconds:
             return False
+        if self.free_running:
+            return bool(self.working)
         return self.step < self.steps
 
     def work(self) -> bool:

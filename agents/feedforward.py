@@ -30,6 +30,7 @@ from interfaces import (
     StepBuffer,
     SyntheticGradient,
     SyntheticInput,
+    TargetWave,
     TensorSpec,
     WireError,
 )
@@ -77,7 +78,7 @@ class FeedForwardAgent(Node):
 
     def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
                  window: int = 4, capacity: int = 32, metrics_every: int = 50, ack_inputs: bool = False,
-                 steps: int = 0) -> None:
+                 steps: int = 0, free_running: bool = False) -> None:
         self.spec = spec
         self.total_steps = steps  # the run's environment steps: the clock of a decaying lr
         self.name = spec.name
@@ -93,6 +94,9 @@ class FeedForwardAgent(Node):
         self.seed = seed
         self.device = torch.device(spec.device)
         self.ack_inputs = ack_inputs and self.synthetic_in  # the environment paces on every reader of x
+        # free-running: the budget is this agent's own `steps` updates; then it tells the environment and keeps
+        # forwarding real activations (no learning) so that its neighbours still see real inputs
+        self.free_running = free_running
 
     # -- set-up ---------------------------------------------------------------------------------
     def expectations(self) -> Expectations:
@@ -118,7 +122,7 @@ class FeedForwardAgent(Node):
         names = [e.receiver for e in self.out_edges]
         if self.in_edge.sends_targets or self.in_edge.forward == "real":
             names.append(self.in_edge.sender)  # targets and acks go back
-        if self.ack_inputs:
+        if self.ack_inputs or self.free_running:
             names.append(ENV)
         return sorted(set(names))
 
@@ -136,7 +140,13 @@ class FeedForwardAgent(Node):
                     self.spec.out_shape, hidden=tuple(cfg.get("hidden", ())),
                     context_dim=self.graph.classes if e.backward == "cdni" else 0,
                     lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
-                    device=self.device, scale=cfg.get("scale", 1.0))
+                    device=self.device, scale=cfg.get("scale", 1.0), updates=cfg.get("updates", 1))
+        # target = "delayed" on the in-edge: the sender's M learns from the true gradient this agent sends back
+        # once the targets for its own output are back (a backward wave), not from this agent's own M
+        synthetic_out = [e.name for e in self.out_edges if e.backward in ("dni", "cdni")]
+        self.wave: TargetWave | None = None
+        if self.in_edge.sends_targets and synthetic_out and self.in_edge.sg_target == "delayed":
+            self.wave = TargetWave(self.module, [e.name for e in self.out_edges if e.sends_targets], self.capacity)
         self.si: SyntheticInput | None = None
         if self.synthetic_in:
             cfg = dict(self.in_edge.input_synthesizer)
@@ -162,6 +172,9 @@ class FeedForwardAgent(Node):
         self.steps_done = 0
         self.skipped = 0
         self.updates = 0
+        self.trained_real = 0       # training steps on the sender's real activation (or the env's batch)
+        self.trained_synthetic = 0  # training steps on I(x)
+        self.budget_done = False    # free-running: this agent's own `steps` updates are done; it only forwards
         self.means = RunningMeans()
         self.t_start = time.monotonic()
         self.t_last_report = self.t_start
@@ -198,6 +211,10 @@ class FeedForwardAgent(Node):
             self.inflight[msg.edge] -= 1
 
     def _on_target(self, edge: str, step: int, target: torch.Tensor) -> None:
+        if self.wave is not None:
+            grad_x = self.wave.add(edge, step, target)
+            if grad_x is not None:
+                self._send_target(step, grad_x)
         if edge in self.sg:
             stats = self.sg[edge].learn(step, target)
             if stats:
@@ -226,8 +243,15 @@ class FeedForwardAgent(Node):
         self.busy_s += elapsed
         if self.spec.slowdown > 1.0:
             self.idle((self.spec.slowdown - 1.0) * elapsed)
+        if self.budget_done:
+            return True
         if self.steps_done % self.metrics_every == 0:
             self._report()
+        if self.free_running and self.steps_done >= self.total_steps:
+            self.budget_done = True
+            self._report()
+            self.rt.send(ENV, Message(Kind.CONTROL, self.name, f"{ENV}->{self.name}", self.last_step, [],
+                                      {"verb": "done"}))
         return True
 
     def _learn_si(self) -> bool:
@@ -268,7 +292,9 @@ class FeedForwardAgent(Node):
             x_env = self.inputs.pop(step).to(self.device)
             real = self.acts.pop(step)
             x = real.to(self.device) if real is not None else self.si.predict(step, x_env)
-            self.means.add({"real_input": float(real is not None)})
+            if not self.budget_done:
+                self.means.add({"real_input": float(real is not None)})
+                self.trained_synthetic += real is None
         else:
             x = self._driver().pop(step).to(self.device)
         older = [s for s in self._driver().steps() if s < step]
@@ -284,8 +310,14 @@ class FeedForwardAgent(Node):
         for s in [s for s in self.labels.steps() if s < step]:
             self.labels.pop(s)
         self.last_step = step
+        if self.budget_done:
+            self._forward_only(step, x)
+            return
         self.steps_done += 1
-        x = x.detach().clone().requires_grad_(self.in_edge.sends_targets)
+        self.trained_real = self.steps_done - self.trained_synthetic
+        x = x.detach().clone().requires_grad_(self.in_edge.sends_targets and self.wave is None)
+        if self.wave is not None:
+            self.wave.remember(step, x)
         self.module.train()
         self._simulate_device()
         if self.spec.head:
@@ -316,13 +348,25 @@ class FeedForwardAgent(Node):
         else:
             self._finish(step, x, h, grad)
 
+    def _forward_only(self, step: int, x: torch.Tensor) -> None:
+        """After a free-running agent's budget: pass the input on as the composed system would (eval mode)."""
+        if self.spec.head:
+            return
+        self.module.eval()
+        with torch.no_grad():
+            act = self.module(x)
+        self.module.train()
+        for e in self.out_edges:
+            self._send_act(e, step, act)
+
     def _finish(self, step: int, x: torch.Tensor, h: torch.Tensor, grad: torch.Tensor | None) -> None:
         """Backward with the gradient for h (synthetic, true, or their sum), update, send dL/dx back."""
         if grad is not None:
             self._simulate_device()
             h.backward(grad)
             self._update()
-        self._send_target(step, x.grad if x.requires_grad else None, like=x)
+        if self.wave is None:  # with the wave, dL/dx goes back when the targets for h are back (_on_target)
+            self._send_target(step, x.grad if x.requires_grad else None, like=x)
 
     def make_optimizer(self) -> None:
         """The optimizer (and its lr decay) for ``self.module``; call again after replacing the module."""
@@ -423,6 +467,7 @@ class FeedForwardAgent(Node):
 
     def counters(self) -> dict[str, float]:
         out: dict[str, float] = {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
+                                 "trained_real": self.trained_real, "trained_synthetic": self.trained_synthetic,
                                  "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
                                  "stored": len(self.inputs) + len(self.acts) + len(self.labels),
                                  "wall_s": time.monotonic() - self.t_start, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -431,6 +476,9 @@ class FeedForwardAgent(Node):
             out[f"{name}/sg_unmatched"] = sg.unmatched
         if self.si is not None:
             out[f"{self.in_edge.name}/si_dropped"] = self.si.dropped
+        if self.wave is not None:
+            out[f"{self.in_edge.name}/wave_dropped"] = self.wave.dropped
+            out[f"{self.in_edge.name}/wave_unmatched"] = self.wave.unmatched
         return out
 
     def save_checkpoint(self) -> None:

@@ -10,12 +10,15 @@ from typing import Any
 
 import torch
 
+from interfaces import SG_TARGETS
+
 from .blocks import build_module, is_head
 from .optim import build_optimizer
 
 BACKWARD_MODES = ("backprop", "dni", "cdni", "none")
 FORWARD_MODES = ("real", "synthetic")
 ENV = "env"  # the environment node's name; edges from it carry the input batch
+DEFAULT_SG_TARGET = "bootstrap"
 
 
 @dataclass
@@ -33,6 +36,12 @@ class EdgeSpec:
     @property
     def name(self) -> str:
         return f"{self.sender}->{self.receiver}"
+
+    @property
+    def sg_target(self) -> str:
+        """What M on this edge learns from: 'bootstrap' (the receiver's own M carried back) or 'delayed'
+        (the true gradient, sent back by the receiver when the targets for its own output are back)."""
+        return self.synthesizer.get("target", DEFAULT_SG_TARGET)
 
     @property
     def sends_targets(self) -> bool:
@@ -113,6 +122,8 @@ def validate_topology(graph: Graph) -> None:
             raise ValueError(f"edges.{e.name}.backward: expected one of {BACKWARD_MODES}, got {e.backward!r}")
         if e.forward not in FORWARD_MODES:
             raise ValueError(f"edges.{e.name}.forward: expected one of {FORWARD_MODES}, got {e.forward!r}")
+        if e.sg_target not in SG_TARGETS:
+            raise ValueError(f"edges.{e.name}.synthesizer.target: expected one of {SG_TARGETS}, got {e.sg_target!r}")
         if e.sender == ENV and e.forward != "real":
             raise ValueError(f"edges.{e.name}.forward: edges from the environment are always 'real'")
     for name in names:

@@ -10,6 +10,9 @@ Public API (import from `interfaces`, never from its modules):
 - `StepBuffer`: bounded step-keyed store that counts drops.
 - `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock); `LEARNERS` names where its
   learning step runs ("inline", or "thread": `BackgroundLearner`, a thread beside the agent's work).
+- `TargetWave`: receiver side of a `dni` / `cdni` edge with `target = "delayed"`: M's target is the true
+  gradient, sent back late by a backward wave (J^T of the target the receiver itself gets), not bootstrapped.
+  `SG_TARGETS` names the two targets.
 - `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
 - quality metrics: `agreement` (cosine and norm ratio at once), `cosine`, `norm_ratio`, `relative_l2`.
 - `adam`: torch's Adam/AdamW, fused where this torch and device have the kernel.
@@ -24,6 +27,7 @@ from .optim import adam
 from .quality import agreement, cosine, norm_ratio, relative_l2
 from .synthesizers import Synthesizer
 from .synthetic_input import SyntheticInput
+from .target_wave import SG_TARGETS, TargetWave
 from .transport import CurveClient, CurveKeyPair, CurveServer, Inbox, Outlet, make_endpoint
 from .wire import Expectations, Kind, Message, TensorSpec, WireError, decode, encode
 
@@ -42,6 +46,8 @@ __all__ = [
     "Synthesizer",
     "SyntheticGradient",
     "SyntheticInput",
+    "SG_TARGETS",
+    "TargetWave",
     "TensorSpec",
     "WireError",
     "adam",

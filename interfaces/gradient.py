@@ -40,6 +40,7 @@ class SyntheticGradient:
         loss_weight: float = 1.0,
         module: nn.Module | None = None,
         learner: str = "inline",
+        updates: int = 1,
     ) -> None:
         if learner not in LEARNERS:
             raise ValueError(f"learner: expected one of {LEARNERS}, got {learner!r}")
@@ -47,6 +48,7 @@ class SyntheticGradient:
         self.device = torch.device(device)
         self.scale = scale  # multiplies the gradient predict returns (not M's training target)
         self.loss_weight = loss_weight
+        self.updates = updates  # M's optimizer steps on each (h, target) pair
         # module: an M of the caller's own design, called as module(h, context); default: an MLP Synthesizer
         if module is None:
             module = Synthesizer(self.shape, self.shape, hidden, context_dim)
@@ -86,16 +88,21 @@ class SyntheticGradient:
         return self.learner.results()
 
     def _fit(self, x: Tensor, c: Tensor | None, tgt: Tensor) -> dict[str, float]:
-        """One learning step of M on (x, c) -> tgt (per-sample scale)."""
-        pred = run_module(self.module, x, c)  # [B, *shape]
-        loss = self.loss_weight * (pred - tgt).pow(2).reshape(x.shape[0], -1).sum(1).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        with self._lock:
-            self.optimizer.step()
+        """``updates`` learning steps of M on (x, c) -> tgt (per-sample scale); statistics of the first,
+        so they say how well M predicted the target before it learned from it."""
+        stats: dict[str, float] = {}
+        for _ in range(self.updates):
+            pred = run_module(self.module, x, c)  # [B, *shape]
+            loss = self.loss_weight * (pred - tgt).pow(2).reshape(x.shape[0], -1).sum(1).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            with self._lock:
+                self.optimizer.step()
+            if not stats:
+                cos, ratio = agreement(pred, tgt)
+                stats = {"sg_loss": float(loss.detach()), "sg_cosine": cos, "sg_norm_ratio": ratio}
         self.trained += 1
-        cos, ratio = agreement(pred, tgt)
-        return {"sg_loss": float(loss.detach()), "sg_cosine": cos, "sg_norm_ratio": ratio}
+        return stats
 
     def state_dict(self) -> dict[str, Tensor]:
         """M's weights, copied between two of its updates (safe while a learner thread runs)."""

@@ -167,6 +167,47 @@ def bpc(run_dirs: tuple[str, ...], split: str, threads: int, json_out: str | Non
         write_json(Path(json_out), results)
 
 
+@main.command()
+@click.option("--target", type=click.Choice(["bootstrap", "oracle", "delayed", "backprop"]), default="bootstrap",
+              show_default=True, help="What M learns from (backprop: no M, the end-to-end baseline).")
+@click.option("--depth", default=4, show_default=True, help="Layers as the paper counts them.")
+@click.option("--steps", default=4000, show_default=True, help="Training batches of --batch.")
+@click.option("--batch", default=256, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True, help="The layers' Adam learning rate.")
+@click.option("--sg-hidden", default="1024,1024", show_default=True, help="M's hidden layers ('' = linear M).")
+@click.option("--sg-lr", default=1e-4, show_default=True)
+@click.option("--sg-scale", default=1.0, show_default=True, help="Scale of the applied synthetic gradient.")
+@click.option("--sg-warmup", default=0, show_default=True, help="Steps over which that scale ramps up from 0.")
+@click.option("--sg-updates", default=1, show_default=True, help="M's optimizer steps per target.")
+@click.option("--delay", default=0, show_default=True, help="Steps per hop of the delayed true-gradient wave.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--eval-every", default=500, show_default=True)
+@click.option("--threads", default=1, show_default=True, help="Torch threads.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the record here.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def reference(target: str, depth: int, steps: int, batch: int, lr: float, sg_hidden: str, sg_lr: float,
+              sg_scale: float, sg_warmup: int, sg_updates: int, delay: int, seed: int, eval_every: int,
+              threads: int, json_out: str | None, quiet: bool) -> None:
+    """One-process DNI reference on MNIST: what M learns from (bootstrapped, true, delayed true), with the
+    gradient each layer applies measured against the true one."""
+    import torch
+
+    from agents import ReferenceConfig
+
+    from .dni_reference import describe, reference_run
+
+    torch.set_num_threads(threads)
+    try:
+        hidden = tuple(int(u) for u in sg_hidden.split(",") if u.strip())
+        cfg = ReferenceConfig(target=target, depth=depth, steps=steps, batch=batch, lr=lr, sg_hidden=hidden,
+                              sg_lr=sg_lr, sg_scale=sg_scale, sg_warmup=sg_warmup, sg_updates=sg_updates,
+                              delay=delay, seed=seed, eval_every=eval_every)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    record = reference_run(cfg, Path(json_out) if json_out else None, progress=not quiet)
+    click.echo(describe(record))
+
+
 @main.command(name="recipes")
 def list_recipes() -> None:
     """List the recipes shipped in runs/."""

@@ -45,7 +45,8 @@ AGENT_KEYS = {"name": str, "module": dict, "optimizer": dict, "update_prob": (in
               "slowdown": (int, float), "stage_ms": (int, float), "device": str, "factory": str}
 EDGE_KEYS = {"from": str, "to": str, "backward": str, "forward": str, "synthesizer": dict,
              "input_synthesizer": dict, "prefer_real": bool}
-SYNTH_KEYS = {"hidden": list, "lr": (int, float), "capacity": int, "scale": (int, float)}
+SYNTH_KEYS = {"hidden": list, "lr": (int, float), "capacity": int, "scale": (int, float), "target": str,
+              "updates": int}
 
 
 def _typename(t: Any) -> str:

@@ -125,16 +125,19 @@ def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeS
     run, env_cfg = recipe["run"], recipe["env"]
     # the env node only slices and sends batches: counting it as an agent left a lone agent one core of two
     threads = threads_per_agent(len(graph.agents))
+    # forward-unlocked agents paced by the fastest never wait: each one's budget is its own `steps` updates
+    free_running = run["pace"] == "fastest" and any(e.forward == "synthetic" for e in graph.edges)
     specs = [NodeSpec(ENV, FACTORY_ENV, dict(
         graph=graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
         eval_kwargs=env_cfg.get("eval", {"split": "test"}), steps=run["steps"], seconds=float(run["seconds"]),
         seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
-        metrics_every=run["metrics_every"], pace_all=run["pace"] == "all"), required=True)]
+        metrics_every=run["metrics_every"], pace_all=run["pace"] == "all", free_running=free_running),
+        required=True)]
     for i, agent in enumerate(graph.agents):
         specs.append(NodeSpec(agent.name, agent.factory, dict(
             spec=agent, graph=graph, seed=run["seed"] * 1000 + i, run_dir=run_dir, window=run["window"],
             capacity=run["capacity"], metrics_every=run["metrics_every"], ack_inputs=run["pace"] == "all",
-            steps=run["steps"]),
+            steps=run["steps"], free_running=free_running),
             device=agent.device, threads=threads, required=agent.head,
             num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
     return specs

@@ -73,3 +73,42 @@ def test_busy_counts_the_synthesizer_learning_when_a_target_arrives() -> None:
     before = agent.busy_s
     agent.on_message(Message(Kind.TARGET, "head", "l1->head", 0, [torch.randn(B, FEATURES)]))
     assert agent.sg["l1->head"].trained == 1 and agent.busy_s > before
+
+
+def three_agent_chain(target: str) -> tuple[FeedForwardAgent, FakeRuntime]:
+    """l2 of ``l1 -> l2 -> head`` with dni edges whose M learns from ``target``, started on a fake runtime."""
+    specs = [AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,)),
+             AgentSpec("l2", {"type": "linear", "in": FEATURES, "out": FEATURES}, in_shape=(FEATURES,),
+                       out_shape=(FEATURES,)),
+             AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
+                       out_shape=(CLASSES,), head=True)]
+    sg = {"hidden": [], "target": target}
+    edges = [EdgeSpec("env", "l1"), EdgeSpec("l1", "l2", backward="dni", synthesizer=sg),
+             EdgeSpec("l2", "head", backward="dni", synthesizer=sg)]
+    graph = Graph(specs, edges, (6,), CLASSES)
+    agent = FeedForwardAgent(graph.agent("l2"), graph)
+    rt = FakeRuntime()
+    agent.start(rt)
+    return agent, rt
+
+
+def test_a_delayed_target_goes_back_when_the_true_gradient_for_the_output_arrives() -> None:
+    """Bootstrap: dL/dx goes back at once (from l2's own M). Delayed: nothing at once; when the head's
+    target for l2's output comes back, l2 sends J^T of it, at its weights of that moment."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(B, FEATURES, generator=gen)
+    boot, boot_rt = three_agent_chain("bootstrap")
+    boot.on_message(Message(Kind.ACT, "l1", "l1->l2", 0, [x]))
+    boot.work()
+    assert len(boot_rt.of(Kind.TARGET, "l1")) == 1
+    agent, rt = three_agent_chain("delayed")
+    agent.on_message(Message(Kind.ACT, "l1", "l1->l2", 0, [x]))
+    agent.work()
+    assert rt.of(Kind.TARGET, "l1") == []           # l2's own M is not a target any more
+    delta = torch.randn(B, FEATURES, generator=gen)
+    agent.on_message(Message(Kind.TARGET, "head", "l2->head", 0, [delta]))
+    (sent,) = rt.of(Kind.TARGET, "l1")
+    xr = x.clone().requires_grad_(True)
+    agent.module(xr).backward(delta)  # a train-mode pass, as the wave takes it
+    assert sent.step == 0 and torch.allclose(sent.tensors[0], xr.grad, atol=1e-6)
+    assert agent.sg["l2->head"].trained == 1        # and l2's own M learned from the same target

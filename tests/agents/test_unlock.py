@@ -19,14 +19,18 @@ def test_a_slowed_agent_does_not_block_the_others(tmp_path: Path) -> None:
                  "--out", str(run_dir), "--quiet")
     assert out.returncode == 0, out.stderr
     agents = summary(run_dir)["agents"]
-    assert agents["l1"]["steps"] == 120                      # paced by the environment only
-    assert agents["l2"]["steps"] < 0.6 * agents["l1"]["steps"]  # the slow one fell behind ...
-    assert agents["head"]["steps"] > 1.5 * agents["l2"]["steps"]  # ... and nobody waited for it
-    assert agents["l3"]["steps"] > 1.5 * agents["l2"]["steps"]
+    rows = {name: [json.loads(x) for x in (run_dir / "metrics" / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("l1", "l2", "l3", "head")}
+    # free-running: the budget is each agent's own updates, so every agent, the slow one too, did all of them
+    for name in rows:
+        assert agents[name]["updates"] == 120
+        assert agents[name]["trained_real"] + agents[name]["trained_synthetic"] == 120
+    # ... and nobody waited for the slow one: when the head had done its budget, l2 had not done 60 % of its own
+    head_done = min(r["time"] for r in rows["head"] if r["steps"] == 120)
+    assert max((r["steps"] for r in rows["l2"] if r["time"] <= head_done), default=0) < 0.6 * 120
     # bounded memory: every store stayed within its capacity; what did not fit was dropped and counted
-    for name in ("l1", "l2", "l3", "head"):
-        rows = [json.loads(x) for x in (run_dir / "metrics" / f"{name}.jsonl").read_text().splitlines()]
-        assert max(r["stored"] for r in rows) <= 3 * 8
+    for name in rows:
+        assert max(r["stored"] for r in rows[name]) <= 3 * 8
     assert agents["l2"]["skipped"] > 0
 
 
