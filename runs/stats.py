@@ -92,14 +92,16 @@ def summarise(values: list[float]) -> dict[str, Any]:
 
 
 def paired_test(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Paired difference b - a: mean ± s.e., how many pairs have b < a, paired t-test and Wilcoxon p."""
+    """Paired difference b - a: mean ± s.e., how many pairs have b < a, paired t-test and Wilcoxon p (None
+    where a test is undefined: one pair; all differences equal (t); all differences zero (Wilcoxon))."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = y - x
     out: dict[str, Any] = {"n": len(diff), "mean_diff": float(np.mean(diff)), "sem_diff": None,
                            "b_below_a": int(np.sum(diff < 0)), "t_p": None, "wilcoxon_p": None}
     if len(diff) > 1:
         out["sem_diff"] = _f(float(sps.sem(diff)))
-        out["t_p"] = _f(float(sps.ttest_rel(y, x).pvalue))
+        if np.ptp(diff) > 0:  # equal differences: no spread, the t statistic is undefined
+            out["t_p"] = _f(float(sps.ttest_rel(y, x).pvalue))
         if np.any(diff != 0):  # scipy refuses all-zero differences
             out["wilcoxon_p"] = _f(float(sps.wilcoxon(y, x, alternative="two-sided").pvalue))
     return out

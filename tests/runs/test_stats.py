@@ -99,6 +99,9 @@ def test_group_label_missing_key_and_duplicate_seeds(tmp_path: Path) -> None:
 def test_paired_test_edge_cases() -> None:
     same = paired_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert same["mean_diff"] == 0 and same["wilcoxon_p"] is None  # all-zero differences: no Wilcoxon
+    shift = paired_test([2.0, 2.0], [4.0, 4.0])  # the same difference twice: t undefined, Wilcoxon defined
+    assert shift["mean_diff"] == 2 and shift["sem_diff"] == 0 and shift["t_p"] is None
+    assert shift["wilcoxon_p"] == pytest.approx(0.5)
     one = paired_test([1.0], [2.0])
     assert one["sem_diff"] is None and one["t_p"] is None
     assert summarise([4.0])["sem"] is None
