@@ -97,7 +97,7 @@ def report(run_dirs: tuple[str, ...], plot: str | None) -> None:
                    "eval.max_length, eval.test_bpc, eval.valid_bpc, eval.test_accuracy that the runs have).")
 @click.option("--by", "by", multiple=True, metavar="KEY",
               help="Group by this dotted recipe key, e.g. defaults.edge.backward (repeatable; default: the run "
-                   "name without a trailing -seed<N>).")
+                   "folder name without a trailing -seed<N>).")
 @click.option("--pair-by", default="run.seed", show_default=True, help="Recipe key that pairs runs across groups.")
 @click.option("--baseline", default=None, help="Compare only this group (its label) with each other group.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the results.")

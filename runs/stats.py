@@ -6,8 +6,9 @@ max, every value) and, for two groups whose runs share two or more seeds, tests 
 gives both settings the same initial weights and data order, so pairing removes most of the seed noise.
 
 Grouping rule: with ``by`` (dotted keys of the resolved ``recipe.toml``, e.g. ``defaults.edge.backward``),
-runs with equal values of those keys form a group; without it, runs whose names are equal once a trailing
-``-seed<N>`` is removed (``charlm-t8-bptt-20k-seed3`` -> ``charlm-t8-bptt-20k``). Runs are paired across
+runs with equal values of those keys form a group; without it, runs whose folder names are equal once a trailing
+``-seed<N>`` is removed (``charlm-t8-bptt-20k-seed3`` -> ``charlm-t8-bptt-20k``; the folder, not ``run.name``,
+because seeds of one recipe often share its name). Runs are paired across
 two groups by the value of ``pair_by`` (default ``run.seed``). Runs that did not complete, or lack the
 metric, are left out and listed. The statistics are ``scipy.stats``: ``sem`` (standard error, n - 1),
 ``ttest_rel`` and ``wilcoxon`` (both two-sided).
@@ -70,7 +71,7 @@ def default_metric(runs: list[dict[str, Any]]) -> str:
 def group_label(run: dict[str, Any], by: list[str]) -> str:
     """The setting a run belongs to (see the module docstring for the rule)."""
     if not by:
-        return _SEED_SUFFIX.sub("", str(run["name"]))
+        return _SEED_SUFFIX.sub("", Path(run["dir"]).name)
     parts = []
     for key in by:
         value = dotted(run["recipe"], key)
@@ -194,7 +195,7 @@ def markdown(result: dict[str, Any]) -> str:
     pair_by = result["pair_by"]
     short = pair_by.rsplit(".", 1)[-1]
     lines = [f"metric: `{result['metric']}`; groups: "
-             + (", ".join(f"`{k}`" for k in result["by"]) if result["by"] else "run name without `-seed<N>`")
+             + (", ".join(f"`{k}`" for k in result["by"]) if result["by"] else "run folder name without `-seed<N>`")
              + f"; pairs matched by `{pair_by}`", "",
              "| group | n | mean ± s.e. | min | max | values (" + short + ": value) |",
              "| --- | --- | --- | --- | --- | --- |"]

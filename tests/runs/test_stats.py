@@ -43,7 +43,7 @@ def sweep(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_groups_by_name_without_seed_suffix(sweep: Path) -> None:
+def test_groups_by_folder_name_without_seed_suffix(sweep: Path) -> None:
     result = compute([sweep])
     assert result["metric"] == "eval.test_error"  # the first usual metric the runs have
     groups = {g["label"]: g for g in result["groups"]}
@@ -85,7 +85,7 @@ def test_group_by_recipe_key_and_baseline(sweep: Path) -> None:
 
 
 def test_group_label_missing_key_and_duplicate_seeds(tmp_path: Path) -> None:
-    run = {"name": "x-seed3", "recipe": {"run": {"seed": 3}}}
+    run = {"name": "x", "dir": tmp_path / "x-seed3", "recipe": {"run": {"seed": 3}}}
     assert group_label(run, []) == "x"
     assert group_label(run, ["model.depth"]) == "model.depth=—"
     _run(tmp_path, "a-seed0", 0, "dni", 1.0)
