@@ -91,6 +91,32 @@ def report(run_dirs: tuple[str, ...], plot: str | None) -> None:
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", default=None,
+              help="Dotted path into summary.json, e.g. eval.test_error (default: the first of eval.test_error, "
+                   "eval.max_length, eval.test_bpc, eval.valid_bpc, eval.test_accuracy that the runs have).")
+@click.option("--by", "by", multiple=True, metavar="KEY",
+              help="Group by this dotted recipe key, e.g. defaults.edge.backward (repeatable; default: the run "
+                   "folder name without a trailing -seed<N>).")
+@click.option("--pair-by", default="run.seed", show_default=True, help="Recipe key that pairs runs across groups.")
+@click.option("--baseline", default=None, help="Compare only this group (its label) with each other group.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the results.")
+def stats(run_dirs: tuple[str, ...], metric: str | None, by: tuple[str, ...], pair_by: str, baseline: str | None,
+          json_out: str | None) -> None:
+    """Per setting: n, mean ± s.e., min, max of a metric over RUN_DIRS; paired t / Wilcoxon tests by seed."""
+    from .records import write_json
+    from .stats import StatsError, compute, markdown
+
+    try:
+        result = compute([Path(d) for d in run_dirs], metric, list(by), pair_by, baseline)
+    except StatsError as err:
+        raise click.UsageError(str(err)) from None
+    click.echo(markdown(result))
+    if json_out:
+        write_json(Path(json_out), result)
+
+
+@main.command()
 @click.argument("dataset", type=click.Choice(["mnist", "shakespeare", "all"]))
 def data(dataset: str) -> None:
     """Fetch and cache a dataset ($DNILAB_DATA, default ~/.cache/dnilab)."""

@@ -27,7 +27,7 @@ def test_inproc_runs_are_reproducible(tmp_path: Path) -> None:
 
 def test_a_long_locked_chain_does_not_stall(tmp_path: Path) -> None:
     """Ten backprop agents: the environment runs up to 10 x window steps ahead of the head, whose label store
-    is sized for it (run.capacity = 0); a store of 32 used to drop labels the head waited for, and stall."""
+    is sized for it (run.capacity = 0); a store of 32 would drop labels the head waits for and stall the chain."""
     recipe, plan = prepare("runs/mnist-fcn4-backprop.toml", [*TINY, "run.launcher=inproc", "model.depth=10",
                                                               "run.eval_every=0"])
     assert recipe["run"]["capacity"] >= 10 * recipe["run"]["window"] + 2
