@@ -10,6 +10,8 @@ Public API (import from `interfaces`, never from its modules):
 - `StepBuffer`: bounded step-keyed store that counts drops.
 - `SyntheticGradient`: sender side of a `dni` / `cdni` edge (update unlock); `LEARNERS` names where its
   learning step runs ("inline", or "thread": `BackgroundLearner`, a thread beside the agent's work).
+- `BackwardInterface`: a `SyntheticGradient` as an `nn.Module` for a plain single-process training loop
+  (`h = bi(block(x))`: the block gets M(h) as its gradient at once; M learns from what later reaches h).
 - `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
 - quality metrics: `agreement` (cosine and norm ratio at once), `cosine`, `norm_ratio`, `relative_l2`.
 - `adam`: torch's Adam/AdamW, fused where this torch and device have the kernel.
@@ -17,6 +19,7 @@ Public API (import from `interfaces`, never from its modules):
 This package imports no other dnilab package.
 """
 
+from .backward_interface import BackwardInterface
 from .buffer import StepBuffer
 from .gradient import LEARNERS, SyntheticGradient
 from .learner import BackgroundLearner
@@ -30,6 +33,7 @@ from .wire import Expectations, Kind, Message, TensorSpec, WireError, decode, en
 __all__ = [
     "LEARNERS",
     "BackgroundLearner",
+    "BackwardInterface",
     "CurveClient",
     "CurveKeyPair",
     "CurveServer",
