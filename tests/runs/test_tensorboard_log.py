@@ -39,6 +39,14 @@ def _expected(stream: str, rows: list[dict]) -> dict[str, list[tuple[int, float]
     return out
 
 
+def _assert_same(written: dict, expected: dict, stream: str) -> None:
+    """Same tags, same steps, same values (TensorBoard keeps 32-bit floats)."""
+    assert expected and set(written) == set(expected), stream
+    for tag, points in expected.items():
+        assert [s for s, _ in written[tag]] == [s for s, _ in points], (stream, tag)
+        assert [v for _, v in written[tag]] == pytest.approx([v for _, v in points], rel=1e-6), (stream, tag)
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_stream_has_its_events(tmp_path: Path, kind: str) -> None:
     torch.set_num_threads(1)
@@ -52,11 +60,7 @@ def test_every_stream_has_its_events(tmp_path: Path, kind: str) -> None:
     assert sorted(p.name for p in (run_dir / "tb").iterdir()) == streams
     for stream in streams:
         rows = [json.loads(line) for line in (run_dir / "metrics" / f"{stream}.jsonl").read_text().splitlines()]
-        expected, written = _expected(stream, rows), _events(run_dir / "tb" / stream)
-        assert expected and set(written) == set(expected), stream
-        for tag, points in expected.items():
-            assert [s for s, _ in written[tag]] == [s for s, _ in points], (stream, tag)
-            assert [v for _, v in written[tag]] == pytest.approx([v for _, v in points], rel=1e-6), (stream, tag)
+        _assert_same(_events(run_dir / "tb" / stream), _expected(stream, rows), stream)
 
 
 def test_scalars_are_the_numbers_of_a_row() -> None:
@@ -75,3 +79,14 @@ def test_without_tensorboard_a_run_says_so_once(tmp_path: Path, monkeypatch: pyt
     log.close()
     assert capsys.readouterr().err.count("tensorboard is not installed") == 1
     assert not (tmp_path / "tb").exists()
+
+
+def test_a_failed_run_keeps_its_events(tmp_path: Path) -> None:
+    """An agent that raises fails the run: what its peers reported is in their events, as in their JSON lines."""
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "mnist-fcn4-dni.toml", [*TINY, "run.launcher=inproc", "run.metrics_every=2",
+                                                          'overrides.l2.factory="tests.agents.helpers:ExplodingAgent"'])
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "failed" and "boom" in summary["error"]
+    rows = [json.loads(line) for line in (run_dir / "metrics" / "l1.jsonl").read_text().splitlines()]
+    _assert_same(_events(run_dir / "tb" / "l1"), _expected("l1", rows), "l1")
