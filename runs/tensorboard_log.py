@@ -24,40 +24,32 @@ def scalars(stream: str, row: dict[str, Any]) -> dict[str, float]:
 
 
 class TensorBoardLog:
-    """One ``SummaryWriter`` per stream under ``root``, opened at its first row; ``close`` flushes them all."""
+    """One ``SummaryWriter`` per stream under ``root``, opened at its first row; ``close`` flushes them all.
+    tensorboard is imported here, before a run starts, not at its first row in the supervisor's loop."""
 
     def __init__(self, root: Path, flush_secs: int = 5) -> None:
         self.root = root
         self.flush_secs = flush_secs
         self._writers: dict[str, Any] = {}
-        self._writer_class: Any = None
-        self.available = True
-
-    def _writer(self, stream: str) -> Any:
-        writer = self._writers.get(stream)
-        if writer is None:
-            if self._writer_class is None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError:
-                    self.available = False
-                    print("note: tensorboard is not installed, so this run writes no TensorBoard events "
-                          "(pip install tensorboard)", file=sys.stderr)
-                    return None
-                self._writer_class = SummaryWriter
-            writer = self._writers[stream] = self._writer_class(str(self.root / stream), flush_secs=self.flush_secs)
-        return writer
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            SummaryWriter = None
+            print("note: tensorboard is not installed, so this run writes no TensorBoard events "
+                  "(pip install tensorboard)", file=sys.stderr)
+        self._writer_class: Any = SummaryWriter
+        self.available = SummaryWriter is not None
 
     def add(self, stream: str, row: dict[str, Any]) -> None:
         """Write one JSONL row of ``stream`` (an agent's name or ``eval``) at the step it carries."""
-        if not self.available:
+        if not self.available or "step" not in row:
             return
         values = scalars(stream, row)
-        if not values or "step" not in row:
+        if not values:
             return
-        writer = self._writer(stream)
+        writer = self._writers.get(stream)
         if writer is None:
-            return
+            writer = self._writers[stream] = self._writer_class(str(self.root / stream), flush_secs=self.flush_secs)
         for tag, value in values.items():
             writer.add_scalar(tag, value, global_step=int(row["step"]))
 

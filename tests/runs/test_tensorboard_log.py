@@ -70,14 +70,15 @@ def test_scalars_are_the_numbers_of_a_row() -> None:
     assert scalars("eval", evaluation) == {"head/test_error": 69.1}
 
 
-def test_without_tensorboard_a_run_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_without_tensorboard_a_run_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # import fails
     log = TensorBoardLog(tmp_path / "tb")
+    assert not log.available
     log.add("l1", {"step": 1, "loss": 1.0})
     log.add("l2", {"step": 1, "loss": 1.0})
     log.close()
-    assert capsys.readouterr().err.count("tensorboard is not installed") == 1
+    assert capsys.readouterr().err.count("tensorboard is not installed") == 1  # once, not per row
     assert not (tmp_path / "tb").exists()
 
 
