@@ -72,7 +72,7 @@ def main() -> None:
         loss = F.cross_entropy(net(x, y), y)
         loss.backward()  # the head's gradient; M2 learns from the true dL/dh2
         opt.step()
-        if step % (args.steps // 4) == 0:
+        if step % max(1, args.steps // 4) == 0:
             print(f"step {step:5d}  loss {loss.item():.3f}  "
                   f"M1 cosine {net.bi1.last_stats['sg_cosine']:+.2f}  M2 cosine {net.bi2.last_stats['sg_cosine']:+.2f}")
     net.eval()

@@ -50,7 +50,8 @@ class BackwardInterface(nn.Module):
     the paper's DNI uses ``(1024, 1024)``); ``context_dim``: classes for cDNI (pass ``context=`` labels or one-hot).
     The loss downstream is assumed to be a mean over the batch, as the usual losses are. Zero the gradients
     before the forward (``opt.zero_grad(); loss = f(net(x)); loss.backward(); opt.step()``): the blocks get
-    theirs during it, and a block's own optimizer may step right after its interface.
+    theirs during it, and a block's own optimizer may step right after its interface. Use the output in h's place
+    everywhere: h's graph is spent once the interface has run.
     M's parameters are this module's (checkpoint it with the model); M has its own Adam, and its gradients are
     cleared after each of its steps, so an optimizer over the whole model leaves M alone.
     """
