@@ -61,7 +61,8 @@ def run(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mappi
     ``overrides``: ``["run.steps=50", ...]`` (values in TOML, as ``dnilab run --set``) or ``{"run.steps": 50}``.
     ``out``: the run folder (default: a new ``out/<time>-<name>``); ``launcher``: ``local``, ``inproc`` or ``ray``.
     A bad recipe raises ``RecipeError`` before anything starts; a run that fails or is stopped still returns its
-    summary, so look at ``summary["status"]`` (``completed``, ``failed`` or ``stopped``).
+    summary, so look at ``summary["status"]`` (``completed``, ``failed`` or ``stopped``). Agents in processes of
+    their own are spawned, and import the calling script: call this under ``if __name__ == "__main__":``.
     """
     loaded, recipe_path = load_recipe(recipe)
     if isinstance(overrides, Mapping):
