@@ -13,6 +13,8 @@ Public API (import from `interfaces`, never from its modules):
 - `TargetWave`: receiver side of a `dni` / `cdni` edge with `target = "delayed"`: M's target is the true
   gradient, sent back late by a backward wave (J^T of the target the receiver itself gets), not bootstrapped.
   `SG_TARGETS` names the two targets.
+- `BackwardInterface`: a `SyntheticGradient` as an `nn.Module` for a plain single-process training loop
+  (`h = bi(block(x))`: the block gets M(h) as its gradient at once; M learns from what later reaches h).
 - `SyntheticInput`: receiver side of a `forward = "synthetic"` edge (forward unlock).
 - quality metrics: `agreement` (cosine and norm ratio at once), `cosine`, `norm_ratio`, `relative_l2`.
 - `adam`: torch's Adam/AdamW, fused where this torch and device have the kernel.
@@ -20,6 +22,7 @@ Public API (import from `interfaces`, never from its modules):
 This package imports no other dnilab package.
 """
 
+from .backward_interface import BackwardInterface
 from .buffer import StepBuffer
 from .gradient import LEARNERS, SyntheticGradient
 from .learner import BackgroundLearner
@@ -34,6 +37,7 @@ from .wire import Expectations, Kind, Message, TensorSpec, WireError, decode, en
 __all__ = [
     "LEARNERS",
     "BackgroundLearner",
+    "BackwardInterface",
     "CurveClient",
     "CurveKeyPair",
     "CurveServer",

@@ -116,10 +116,14 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
     supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
     supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
-    with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, sigterm_stops_the_run():
-        records.listeners.append(bar)
-        outcome = supervisor.run()
-    summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})
+    try:
+        with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, \
+                sigterm_stops_the_run():
+            records.listeners.append(bar)
+            outcome = supervisor.run()
+        summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})
+    finally:
+        records.close()  # the JSONL files and TensorBoard writers, whatever ended the run
     try:
         learning_curves(run_dir)
     except Exception as err:  # noqa: BLE001 - a plot must never lose a run

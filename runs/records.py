@@ -1,4 +1,5 @@
-"""The run folder: resolved recipe, metadata, per-agent metrics (JSON lines), evaluations and summary.
+"""The run folder: resolved recipe, metadata, per-agent metrics (JSON lines and TensorBoard events), evaluations
+and summary.
 
 Everything is written as it arrives, so a run that fails or is stopped keeps its records.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from .tensorboard_log import TensorBoardLog
 
 COMPLETED = "completed"
 
@@ -86,6 +89,7 @@ class RunRecords:
         self.errors: dict[str, str] = {}
         self.listeners: list = []
         self._files: dict[str, Any] = {}
+        self.board = TensorBoardLog(path / "tb")
         self._write_meta()
 
     def _write_meta(self) -> None:
@@ -97,6 +101,7 @@ class RunRecords:
             f = self._files[stream] = open(self.path / "metrics" / f"{stream}.jsonl", "a")  # noqa: SIM115
         f.write(json.dumps(row) + "\n")
         f.flush()
+        self.board.add(stream, row)
 
     def record(self, sender: str, verb: str, step: int, meta: dict[str, Any]) -> None:
         values = {k: v for k, v in meta.items() if k != "verb"}
@@ -122,10 +127,15 @@ class RunRecords:
         for listener in self.listeners:
             listener(sender, verb, step, values)
 
-    def finish(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> dict:
+    def close(self) -> None:
+        """Close the JSONL files and the TensorBoard writers; ``finish`` does it, and it is safe to call again."""
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self.board.close()
+
+    def finish(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> dict:
+        self.close()
         self.meta["ended"] = _now()
         self.meta["wall_s"] = round(time.monotonic() - self.t0, 3)
         self._write_meta()
