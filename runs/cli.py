@@ -234,6 +234,22 @@ def reference(target: str, depth: int, steps: int, batch: int, lr: float, sg_hid
     click.echo(describe(record))
 
 
+@main.command(name="reference-report")
+@click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", default="bootstrap", show_default=True, help="Setting the others are paired against.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None, help="Also draw the curves.")
+def reference_report(records: tuple[str, ...], baseline: str, plot_out: str | None) -> None:
+    """Tabulate `dnilab reference` RECORDS (JSON): test error over seeds per setting, paired tests, cosines."""
+    import json
+
+    from .dni_reference import compare, plot
+
+    loaded = [json.loads(Path(r).read_text()) for r in records]
+    click.echo(compare(loaded, baseline))
+    if plot_out:
+        click.echo(f"\nplot: {plot(loaded, Path(plot_out))}")
+
+
 @main.command(name="recipes")
 def list_recipes() -> None:
     """List the recipes shipped in runs/."""
