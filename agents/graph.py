@@ -18,7 +18,6 @@ from .optim import build_optimizer
 BACKWARD_MODES = ("backprop", "dni", "cdni", "none")
 FORWARD_MODES = ("real", "synthetic")
 ENV = "env"  # the environment node's name; edges from it carry the input batch
-DEFAULT_SG_TARGET = "bootstrap"
 
 
 @dataclass
@@ -40,8 +39,11 @@ class EdgeSpec:
     @property
     def sg_target(self) -> str:
         """What M on this edge learns from: 'bootstrap' (the receiver's own M carried back) or 'delayed'
-        (the true gradient, sent back by the receiver when the targets for its own output are back)."""
-        return self.synthesizer.get("target", DEFAULT_SG_TARGET)
+        (the true gradient, sent back by the receiver when the targets for its own output are back).
+        Default: 'delayed' for label-free `dni` edges (bootstrapped targets compound into an M that is
+        uncorrelated with the true gradient two layers from the head: docs/RESULTS-dni.md), 'bootstrap' for
+        `cdni`, whose label-conditioned linear M composes well on bootstrapped targets."""
+        return self.synthesizer.get("target", "delayed" if self.backward == "dni" else "bootstrap")
 
     @property
     def sends_targets(self) -> bool:
