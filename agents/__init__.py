@@ -13,6 +13,12 @@ Public API (import from ``agents`` only):
   measures how much of the gradient at its window boundary any M could predict), ``Node`` (base),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
+- config (the one typed config layer, pydantic): ``Strict`` (the base of every recipe table),
+  ``check_config`` / ``describe_error`` / ``ConfigError`` / ``InvalidKey`` (errors naming the dotted key), the
+  tables ``AgentOptions``/``AgentConfig``, ``EdgeOptions``/``EdgeConfig``, ``SynthesizerConfig``,
+  ``InputSynthesizerConfig``, ``LevelConfig``, ``TickingEdgeOptions``, ``TickingSynthesizerConfig``, and the
+  recurrent agent's ``RecurrentRecipe`` (``RecurrentRun``, ``RecurrentConfig``, ``CurriculumConfig``;
+  ``parse_recipe`` / ``validate_recurrent``; ``agent_recipe`` picks its part of a whole recipe).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
   ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
@@ -22,6 +28,23 @@ Public API (import from ``agents`` only):
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
 from .checkpoints import checkpoint_path, write_checkpoint
+from .config import (
+    AgentConfig,
+    AgentOptions,
+    ConfigError,
+    EdgeConfig,
+    EdgeOptions,
+    InputSynthesizerConfig,
+    InvalidKey,
+    LevelConfig,
+    Strict,
+    SynthesizerConfig,
+    TickingEdgeOptions,
+    TickingSynthesizerConfig,
+    check_config,
+    describe_error,
+)
+from .curriculum import CurriculumConfig
 from .devices import pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
@@ -31,7 +54,15 @@ from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, poo
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
-from .recurrent import RecurrentConfig, lm_bits, restore, run_recurrent, validate_recurrent
+from .recurrent import lm_bits, restore, run_recurrent
+from .recurrent_config import (
+    RecurrentConfig,
+    RecurrentRecipe,
+    RecurrentRun,
+    agent_recipe,
+    parse_recipe,
+    validate_recurrent,
+)
 from .recurrent_node import RecurrentNode
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
@@ -40,15 +71,24 @@ __all__ = [
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",
+    "AgentConfig",
+    "AgentOptions",
     "AgentSpec",
     "ClassifierHead",
+    "ConfigError",
     "ConvStage",
+    "CurriculumConfig",
+    "EdgeConfig",
+    "EdgeOptions",
     "EdgeSpec",
     "EnvNode",
     "FeedForwardAgent",
     "Graph",
     "InprocLauncher",
+    "InputSynthesizerConfig",
+    "InvalidKey",
     "Launcher",
+    "LevelConfig",
     "LinearStage",
     "LocalLauncher",
     "Node",
@@ -58,18 +98,28 @@ __all__ = [
     "Recorder",
     "RecurrentConfig",
     "RecurrentNode",
+    "RecurrentRecipe",
+    "RecurrentRun",
     "StepDecay",
+    "Strict",
     "Supervisor",
+    "SynthesizerConfig",
     "TickSchedule",
     "TickingAgent",
     "TickingCore",
+    "TickingEdgeOptions",
+    "TickingSynthesizerConfig",
     "Wiring",
     "build_module",
     "build_optimizer",
+    "check_config",
     "checkpoint_path",
     "curve_wiring",
+    "describe_error",
     "level_macs",
     "lm_bits",
+    "agent_recipe",
+    "parse_recipe",
     "pick_device",
     "placement",
     "pool_images",

@@ -16,11 +16,9 @@ One training window k (state s = concat(h, c), S = 2H; B sequences):
    ``interfaces.SyntheticGradient``. With ``sg_scale`` = γ < 1, M learns a γ-discounted sum of future
    gradients (γ = 1: the exact bootstrap).
 
-Two ways of making M learn signal rather than noise (on the char LM the best linear M explains ~0.1-0.2 %
-of its target's energy while the Adam M's output, all noise, is half the target's size: ``dnilab probe``):
-``sg_average = β`` > 0 applies (and carries back into M's targets) an exponential moving average of M's
-weights, like a target network; ``sg_fit = "ridge"`` refits M in closed form every window. Both made the char
-LM worse in session 12 (docs/RESULTS-recurrent.md): a steadier M is one the core can exploit. Off by default.
+Two ways of steadying M, both off by default (``dnilab probe`` measures how much of its target any M could
+predict): ``sg_average = β`` > 0 applies (and carries back into M's targets) an exponential moving average
+of M's weights, like a target network; ``sg_fit = "ridge"`` refits M in closed form every window.
 
 ``sg_state = "h"``: s above is h alone, not (h, c). On an endless stream (char LM) a linear term <c, M(s)>
 rewards growing the unbounded cell state c along -M without limit, and with forget gates near 1 c's
@@ -43,7 +41,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +51,8 @@ from torch.nn import functional as F
 
 from interfaces import Synthesizer, adam, agreement
 
-from .curriculum import Curriculum, CurriculumConfig
+from .curriculum import Curriculum
+from .recurrent_config import RecurrentConfig, RecurrentRecipe, agent_recipe, parse_recipe, validate_recurrent
 
 __all__ = [
     "LSTMCore",
@@ -69,187 +68,6 @@ __all__ = [
 
 _LN2 = math.log(2.0)
 State = tuple[Tensor, ...]  # each [B, ...]; concatenated along the last axis for M
-
-# Env ids this agent knows: task kind and the env kwargs a recipe may set (batch_size/split are the agent's).
-KNOWN_ENVS: dict[str, tuple[str, frozenset[str]]] = {
-    "dnilab/Copy-v0": ("copy", frozenset({"length", "bits"})),
-    "dnilab/RepeatCopy-v0": ("copy", frozenset({"length", "repeats", "bits", "repeat_norm"})),
-    "dnilab/CharLM-v0": ("lm", frozenset({"corpus", "root", "text", "download"})),
-}
-# [run] keys the runtime may carry that this agent ignores.
-RUNTIME_RUN_KEYS = frozenset(
-    {"name", "description", "notes", "tags", "out", "out_dir", "timeout_s", "threads", "seconds",
-     "launcher", "transport", "window", "capacity", "metrics_every", "address", "keys", "pace"}
-)
-
-
-# ------------------------------------------------------------------------------------------- config
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check(ok: bool, key: str, what: str, v: Any) -> None:
-    if not ok:
-        raise ValueError(f"{key}: must be {what}, got {v!r}")
-
-
-def _no_unknown(d: dict[str, Any], known: set[str] | frozenset[str], section: str) -> None:
-    for k in d:
-        if k not in known:
-            raise ValueError(f"{section}.{k}: unknown key (known: {', '.join(sorted(known))})")
-
-
-@dataclass
-class RecurrentConfig:
-    """The ``[agent]`` recipe section."""
-
-    hidden: int = 256  # LSTM units (paper: 256 for Copy/Repeat Copy, 1024 for PTB)
-    window: int = 3  # truncation window T (steps per BPTT segment)
-    sg: str = "dni"  # "dni": synthetic gradient at each boundary; "none": truncated BPTT baseline
-    aux: bool = False  # DNI + Aux (needs sg = "dni")
-    aux_weight: float = 1.0
-    lr: float = 1e-3  # Adam, core + readout (+ aux head)
-    sg_lr: float = 1e-3  # Adam, M
-    sg_scale: float = 1.0  # multiplies M's output where it is applied (γ above)
-    sg_average: float = 0.0  # > 0: apply an exponential moving average of M's weights (this decay), not M itself
-    sg_fit: str = "adam"  # how M learns: "adam" steps (sg_lr), or "ridge": refit in closed form every window
-    sg_ridge: float = 0.1  # "ridge": the penalty per row (λ n |W|², bias free)
-    sg_memory: float = 0.999  # "ridge": each window's rows weigh this much less per later window
-    sg_hidden: list[int] = field(default_factory=list)  # M's hidden layers; [] = linear (the paper's)
-    sg_state: str = "hc"  # the boundary state M reads and predicts the gradient of: "hc" = (h, c); "h" = h only
-    batch_size: int = 64  # sequences (Copy) or parallel streams (char LM)
-    clip: float = 10.0  # global grad-norm clip of the core's update; 0 = off
-    eval_batch_size: int = 32  # char LM: streams when evaluating valid/test
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], section: str = "agent") -> RecurrentConfig:
-        """Checked construction: ValueError naming ``section.key`` for unknown keys or bad values."""
-        if not isinstance(d, dict):
-            raise ValueError(f"{section}: must be a table, got {type(d).__name__}")
-        _no_unknown(d, {f.name for f in fields(cls)}, section)
-        for k, v in d.items():
-            key = f"{section}.{k}"
-            if k in ("hidden", "window", "batch_size", "eval_batch_size"):
-                _check(_is_int(v) and v >= 1, key, "an int >= 1", v)
-            elif k in ("lr", "sg_lr"):
-                _check(_is_num(v) and v > 0, key, "a number > 0", v)
-            elif k in ("sg_scale", "aux_weight", "clip"):
-                _check(_is_num(v) and v >= 0, key, "a number >= 0", v)
-            elif k in ("sg_average", "sg_memory"):
-                _check(_is_num(v) and 0 <= v < 1, key, "a number in [0, 1)", v)
-            elif k == "sg_ridge":
-                _check(_is_num(v) and v > 0, key, "a number > 0", v)
-            elif k == "sg_fit":
-                _check(v in ("adam", "ridge"), key, "'adam' or 'ridge'", v)
-            elif k == "sg":
-                _check(v in ("dni", "none"), key, "'dni' or 'none'", v)
-            elif k == "sg_state":
-                _check(v in ("hc", "h"), key, "'hc' or 'h'", v)
-            elif k == "aux":
-                _check(isinstance(v, bool), key, "true or false", v)
-            elif k == "sg_hidden":
-                _check(
-                    isinstance(v, list) and all(_is_int(u) and u >= 1 for u in v),
-                    key,
-                    "a list of ints >= 1",
-                    v,
-                )
-        cfg = cls(**{k: (list(v) if isinstance(v, list) else v) for k, v in d.items()})
-        if cfg.aux and cfg.sg != "dni":
-            raise ValueError(f"{section}.aux: needs {section}.sg = 'dni' (Aux predicts synthetic gradients)")
-        if cfg.sg_fit == "ridge" and (cfg.sg_hidden or cfg.sg_average > 0):
-            raise ValueError(f"{section}.sg_fit: 'ridge' fits a linear M (no sg_hidden) and applies it (no sg_average)")
-        for k in ("lr", "sg_lr", "sg_scale", "sg_average", "sg_ridge", "sg_memory", "aux_weight", "clip"):
-            setattr(cfg, k, float(getattr(cfg, k)))
-        return cfg
-
-
-@dataclass
-class RunConfig:
-    """The ``[run]`` section keys this agent uses."""
-
-    steps: int  # training windows (= core updates); a Copy episode of length L takes ceil(L / T) windows
-    seed: int = 0
-    log_every: int = 50  # windows between report() calls
-    eval_every: int = 0  # char LM: windows between validation passes (0 = only at the end)
-    eval_chars: int = 0  # char LM: cap on characters per valid/test pass (0 = the whole split)
-
-
-@dataclass
-class RecurrentRecipe:
-    """A checked recurrent recipe."""
-
-    run: RunConfig
-    env_id: str
-    env_kwargs: dict[str, Any]
-    task: str  # "copy" | "lm"
-    agent: RecurrentConfig
-    curriculum: CurriculumConfig
-
-
-def parse_recipe(recipe: dict[str, Any]) -> RecurrentRecipe:
-    """Check the whole recipe; ValueError naming the bad key. Starts nothing."""
-    if not isinstance(recipe, dict):
-        raise ValueError(f"recipe: must be a table, got {type(recipe).__name__}")
-    _no_unknown(recipe, {"run", "env", "agent", "curriculum"}, "recipe")
-    run = recipe.get("run")
-    if not isinstance(run, dict):
-        raise ValueError("run: missing [run] table")
-    _no_unknown(
-        run,
-        {"kind", "steps", "seed", "log_every", "eval_every", "eval_chars", "device"} | RUNTIME_RUN_KEYS,
-        "run",
-    )
-    _check(run.get("kind") == "recurrent", "run.kind", "'recurrent'", run.get("kind"))
-    _check("steps" in run, "run.steps", "given (training windows)", None)
-    for k, lo in (("steps", 1), ("seed", 0), ("log_every", 1), ("eval_every", 0), ("eval_chars", 0)):
-        if k in run:
-            _check(_is_int(run[k]) and run[k] >= lo, f"run.{k}", f"an int >= {lo}", run[k])
-    run_cfg = RunConfig(
-        **{k: run[k] for k in ("steps", "seed", "log_every", "eval_every", "eval_chars") if k in run}
-    )
-
-    env = recipe.get("env")
-    if not isinstance(env, dict):
-        raise ValueError("env: missing [env] table")
-    _no_unknown(env, {"id", "kwargs", "task"}, "env")
-    env_id = env.get("id")
-    _check(isinstance(env_id, str) and bool(env_id), "env.id", "a non-empty string", env_id)
-    kwargs = env.get("kwargs", {})
-    _check(isinstance(kwargs, dict), "env.kwargs", "a table", kwargs)
-    for k in ("batch_size", "split"):
-        if k in kwargs:
-            raise ValueError(
-                f"env.kwargs.{k}: set by the agent (use agent.batch_size / the run's eval), remove it"
-            )
-    known = KNOWN_ENVS.get(env_id)
-    task = env.get("task", known[0] if known else None)
-    _check(
-        task in ("copy", "lm"),
-        "env.task",
-        "'copy' or 'lm' (required for env ids this agent does not know)",
-        task,
-    )
-    if known is not None:
-        _no_unknown(kwargs, known[1], "env.kwargs")
-
-    agent = RecurrentConfig.from_dict(recipe.get("agent", {}))
-    if "curriculum" in recipe and task != "copy":
-        raise ValueError("curriculum: only for copy tasks (Copy / Repeat Copy)")
-    cur = CurriculumConfig.from_dict(recipe.get("curriculum", {}))
-    return RecurrentRecipe(run_cfg, env_id, dict(kwargs), task, agent, cur)
-
-
-def validate_recurrent(recipe: dict[str, Any]) -> None:
-    """Raise ValueError naming the bad key; starts nothing (no env, no data, no torch modules)."""
-    parse_recipe(recipe)
-
 
 # ------------------------------------------------------------------------------------------ modules
 
@@ -614,7 +432,7 @@ def restore(
 ) -> tuple[RecurrentRecipe, RecurrentAgent, Any]:
     """Rebuild a checkpointed agent (evaluated core and readout, M, optimizers) with its training env, so a
     finished run can be probed. ``state`` is what a run saved: ``checkpoint(...)`` plus its ``recipe``."""
-    spec = parse_recipe(state["recipe"])
+    spec = parse_recipe(agent_recipe(state["recipe"]))  # older checkpoints hold the whole [run]
     env, agent = _setup(spec, make_env or _default_make_env, device)
     learner = agent.learner
     agent.core.load_state_dict(state["core"])
@@ -640,7 +458,7 @@ def _run_copy(
 ):
     cfg, run = spec.agent, spec.run
     repeat = hasattr(env.unwrapped, "set_repeats")
-    cur = Curriculum(spec.curriculum, repeat=repeat)
+    cur = Curriculum(spec.curriculum, repeat=repeat)  # a copy recipe always has one (RecurrentRecipe)
     stream = _Stream(env)
 
     def new_episode(seed: int | None = None) -> None:
