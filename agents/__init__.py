@@ -54,7 +54,8 @@ from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, poo
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
-from .recurrent import lm_bits, restore, run_recurrent
+from .recurrent import run_recurrent
+from .recurrent_agent import restore
 from .recurrent_config import (
     RecurrentConfig,
     RecurrentRecipe,
@@ -63,6 +64,7 @@ from .recurrent_config import (
     parse_recipe,
     validate_recurrent,
 )
+from .recurrent_lm import lm_bits
 from .recurrent_node import RecurrentNode
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor

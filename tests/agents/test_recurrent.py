@@ -12,13 +12,9 @@ from torch import Tensor, nn
 
 import environments  # noqa: F401  (registers dnilab/Copy-v0 etc.)
 from agents.curriculum import Curriculum, CurriculumConfig
-from agents.recurrent import (
-    LSTMCore,
-    TBPTTLearner,
-    copy_loss,
-    run_recurrent,
-)
+from agents.recurrent import run_recurrent
 from agents.recurrent_config import RecurrentConfig, parse_recipe, validate_recurrent
+from agents.tbptt import LSTMCore, TBPTTLearner, copy_loss
 from environments.copy import bits_per_sequence
 
 torch.set_num_threads(1)
