@@ -19,9 +19,7 @@ folders on one figure.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,23 +306,3 @@ def compare(baseline: Path, others: list[Path]) -> list[dict[str, Any]]:
                     "reach_baseline_final_s": reach,
                     "reach_ratio": reach / total if reach is not None and total else None})
     return out
-
-
-def main(argv: list[str]) -> None:
-    """``python -m runs.multiscale_system plot OUT.png [--ymin PERCENT] RUN...`` or ``compare BASELINE RUN...``."""
-    ymin = None
-    if len(argv) >= 3 and argv[2] == "--ymin":
-        ymin = float(argv[3])
-        argv = argv[:2] + argv[4:]
-    if len(argv) >= 3 and argv[0] == "plot":
-        print(plot_multiscale([Path(p) for p in argv[2:]], Path(argv[1]), ymin=ymin))
-    elif len(argv) >= 2 and argv[0] == "compare":
-        for row in compare(Path(argv[1]), [Path(p) for p in argv[2:]]):
-            print(json.dumps(row))
-    else:
-        raise SystemExit(main.__doc__)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
-
