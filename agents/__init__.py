@@ -22,12 +22,13 @@ Public API (import from ``agents`` only):
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
   ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
-  ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
+  ``write_checkpoint`` (where every agent's checkpoint lives in a run folder), ``atomic_writer`` (every record file
+  is written whole or not at all).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
-from .checkpoints import checkpoint_path, write_checkpoint
+from .checkpoints import atomic_writer, checkpoint_path, write_checkpoint
 from .config import (
     AgentConfig,
     AgentOptions,
@@ -112,6 +113,7 @@ __all__ = [
     "TickingEdgeOptions",
     "TickingSynthesizerConfig",
     "Wiring",
+    "atomic_writer",
     "build_module",
     "build_optimizer",
     "check_config",
