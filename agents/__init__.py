@@ -11,6 +11,7 @@ Public API (import from ``agents`` only):
   (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``; ``restore``
   rebuilds one from its checkpoint, ``lm_bits`` scores it character by character; ``agents.boundary_probe``
   measures how much of the gradient at its window boundary any M could predict), ``Node`` (base),
+  ``TrainingAgent`` (base of the training agents: metrics rows, counters, checkpoint, stop; ``RunningMeans``),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - config (the one typed config layer, pydantic): ``Strict`` (the base of every recipe table),
@@ -69,6 +70,7 @@ from .recurrent_lm import lm_bits
 from .recurrent_node import RecurrentNode
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
+from .training import RunningMeans, TrainingAgent
 
 __all__ = [
     "BACKWARD_MODES",
@@ -103,12 +105,14 @@ __all__ = [
     "RecurrentNode",
     "RecurrentRecipe",
     "RecurrentRun",
+    "RunningMeans",
     "StepDecay",
     "Strict",
     "Supervisor",
     "SynthesizerConfig",
     "TickSchedule",
     "TickingAgent",
+    "TrainingAgent",
     "TickingCore",
     "TickingEdgeOptions",
     "TickingSynthesizerConfig",
