@@ -2,8 +2,8 @@
 
 Public API (import from ``agents`` only):
 
-- topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
-  ``store_capacity`` (how many steps each agent's stores hold),
+- topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``validate_topology``,
+  ``ENV``, ``store_capacity`` (how many steps each agent's stores hold),
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``,
   ``StepDecay`` (an optimizer's lr decay on the run's clock).
@@ -50,7 +50,17 @@ from .curriculum import CurriculumConfig
 from .devices import pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
-from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
+from .graph import (
+    BACKWARD_MODES,
+    ENV,
+    FORWARD_MODES,
+    AgentSpec,
+    EdgeSpec,
+    Graph,
+    resolve,
+    store_capacity,
+    validate_topology,
+)
 from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
@@ -139,5 +149,6 @@ __all__ = [
     "store_capacity",
     "threads_per_agent",
     "validate_recurrent",
+    "validate_topology",
     "write_checkpoint",
 ]

@@ -39,8 +39,8 @@ from agents import (
     pooled_dim,
     solve_hidden,
     store_capacity,
+    validate_topology,
 )
-from agents.graph import validate_topology
 from environments import make
 
 from .devices import resolve_device
