@@ -2,8 +2,8 @@
 
 Public API (import from ``agents`` only):
 
-- topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``ENV``,
-  ``store_capacity`` (how many steps each agent's stores hold),
+- topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``validate_topology``,
+  ``ENV``, ``store_capacity`` (how many steps each agent's stores hold),
   ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``,
   ``StepDecay`` (an optimizer's lr decay on the run's clock).
@@ -11,47 +11,102 @@ Public API (import from ``agents`` only):
   (an LSTM with truncated BPTT + synthetic gradients: ``run_recurrent``, ``RecurrentConfig``; ``restore``
   rebuilds one from its checkpoint, ``lm_bits`` scores it character by character; ``agents.boundary_probe``
   measures how much of the gradient at its window boundary any M could predict), ``Node`` (base),
+  ``TrainingAgent`` (base of the training agents: metrics rows, counters, checkpoint, stop; ``RunningMeans``),
   ``TickingAgent`` (one level of a multi-timescale chain: ``TickSchedule``, ``TickingCore``, ``level_macs``,
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
+- config (the one typed config layer, pydantic): ``Strict`` (the base of every recipe table),
+  ``check_config`` / ``describe_error`` / ``ConfigError`` / ``InvalidKey`` (errors naming the dotted key), the
+  tables ``AgentOptions``/``AgentConfig``, ``EdgeOptions``/``EdgeConfig``, ``SynthesizerConfig``,
+  ``InputSynthesizerConfig``, ``LevelConfig``, ``TickingEdgeOptions``, ``TickingSynthesizerConfig``, and the
+  recurrent agent's ``RecurrentRecipe`` (``RecurrentRun``, ``RecurrentConfig``, ``CurriculumConfig``;
+  ``parse_recipe`` / ``validate_recurrent``; ``agent_recipe`` picks its part of a whole recipe).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
   ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
-  ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
+  ``write_checkpoint`` (where every agent's checkpoint lives in a run folder), ``atomic_writer`` (every record file
+  is written whole or not at all).
 - diagnosis: ``run_reference`` / ``ReferenceConfig`` (a one-process DNI chain with the true gradient at hand:
   what M learns from, and how the applied gradient agrees with the true one), ``summarize_probes``.
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
-from .checkpoints import checkpoint_path, write_checkpoint
+from .checkpoints import atomic_writer, checkpoint_path, write_checkpoint
+from .config import (
+    AgentConfig,
+    AgentOptions,
+    ConfigError,
+    EdgeConfig,
+    EdgeOptions,
+    InputSynthesizerConfig,
+    InvalidKey,
+    LevelConfig,
+    Strict,
+    SynthesizerConfig,
+    TickingEdgeOptions,
+    TickingSynthesizerConfig,
+    check_config,
+    describe_error,
+)
+from .curriculum import CurriculumConfig
 from .devices import pick_device, placement, threads_per_agent
 from .dni_reference import ReferenceConfig, run_reference, summarize_probes
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
-from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
+from .graph import (
+    BACKWARD_MODES,
+    ENV,
+    FORWARD_MODES,
+    AgentSpec,
+    EdgeSpec,
+    Graph,
+    resolve,
+    store_capacity,
+    validate_topology,
+)
 from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
 from .process import NodeSpec
-from .recurrent import RecurrentConfig, lm_bits, restore, run_recurrent, validate_recurrent
+from .recurrent import run_recurrent
+from .recurrent_agent import restore
+from .recurrent_config import (
+    RecurrentConfig,
+    RecurrentRecipe,
+    RecurrentRun,
+    agent_recipe,
+    parse_recipe,
+    validate_recurrent,
+)
+from .recurrent_lm import lm_bits
 from .recurrent_node import RecurrentNode
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
+from .training import RunningMeans, TrainingAgent
 
 __all__ = [
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",
+    "AgentConfig",
+    "AgentOptions",
     "AgentSpec",
     "ClassifierHead",
+    "ConfigError",
     "ConvStage",
+    "CurriculumConfig",
+    "EdgeConfig",
+    "EdgeOptions",
     "EdgeSpec",
     "EnvNode",
     "FeedForwardAgent",
     "Graph",
     "InprocLauncher",
+    "InputSynthesizerConfig",
+    "InvalidKey",
     "Launcher",
+    "LevelConfig",
     "LinearStage",
     "LocalLauncher",
     "Node",
@@ -62,18 +117,31 @@ __all__ = [
     "RecurrentConfig",
     "ReferenceConfig",
     "RecurrentNode",
+    "RecurrentRecipe",
+    "RecurrentRun",
+    "RunningMeans",
     "StepDecay",
+    "Strict",
     "Supervisor",
+    "SynthesizerConfig",
     "TickSchedule",
     "TickingAgent",
+    "TrainingAgent",
     "TickingCore",
+    "TickingEdgeOptions",
+    "TickingSynthesizerConfig",
     "Wiring",
+    "atomic_writer",
     "build_module",
     "build_optimizer",
+    "check_config",
     "checkpoint_path",
     "curve_wiring",
+    "describe_error",
     "level_macs",
     "lm_bits",
+    "agent_recipe",
+    "parse_recipe",
     "pick_device",
     "placement",
     "pool_images",
@@ -87,5 +155,6 @@ __all__ = [
     "summarize_probes",
     "threads_per_agent",
     "validate_recurrent",
+    "validate_topology",
     "write_checkpoint",
 ]

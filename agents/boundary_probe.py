@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from interfaces import agreement
 
-from .recurrent import RecurrentAgent, _Stream, ridge_solve
+from .recurrent_agent import RecurrentAgent, WindowStream
+from .tbptt import ridge_solve
 
 __all__ = ["BoundaryPairs", "boundary_pairs", "fit_ceiling", "score"]
 
@@ -52,7 +53,7 @@ def boundary_pairs(
     every ``horizon`` windows, its target taken through the next ``horizon`` windows of real text."""
     if horizon < 1 or boundaries < 1:
         raise ValueError(f"horizon and boundaries must be >= 1, got {horizon}, {boundaries}")
-    stream = _Stream(env)
+    stream = WindowStream(env)
     stream.reset()
     state = agent.core.init_state(int(env.unwrapped.batch_size), agent.device)
 

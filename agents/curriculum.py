@@ -12,59 +12,33 @@ per sequence"), ``"step"`` with bits per output step. Default threshold 0.15.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Literal
+
+from pydantic import model_validator
+
+from .config import InvalidKey, Positive, PositiveInt, Strict
 
 __all__ = ["Curriculum", "CurriculumConfig"]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-@dataclass
-class CurriculumConfig:
+class CurriculumConfig(Strict):
     """The ``[curriculum]`` recipe section."""
 
-    threshold: float = 0.15  # advance when the mean error over `avg_over` episodes is below this
-    unit: str = "sequence"  # "sequence": bits per sequence; "step": bits per output step
-    avg_over: int = 10  # episodes (batches) averaged at the current level before it can advance
-    start_length: int = 1
-    start_repeats: int = 1  # Repeat Copy only
-    max_length: int = 10_000  # caps (the curriculum stops lengthening there)
-    max_repeats: int = 10_000
+    threshold: Positive = 0.15  # advance when the mean error over `avg_over` episodes is below this
+    unit: Literal["sequence", "step"] = "sequence"  # "sequence": bits per sequence; "step": bits per output step
+    avg_over: PositiveInt = 10  # episodes (batches) averaged at the current level before it can advance
+    start_length: PositiveInt = 1
+    start_repeats: PositiveInt = 1  # Repeat Copy only
+    max_length: PositiveInt = 10_000  # caps (the curriculum stops lengthening there)
+    max_repeats: PositiveInt = 10_000
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], section: str = "curriculum") -> CurriculumConfig:
-        """Checked construction: ValueError naming ``section.key`` for unknown keys or bad values."""
-        if not isinstance(d, dict):
-            raise ValueError(f"{section}: must be a table, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        for k in d:
-            if k not in known:
-                raise ValueError(f"{section}.{k}: unknown key (known: {', '.join(sorted(known))})")
-        for k, v in d.items():
-            key = f"{section}.{k}"
-            if k == "threshold":
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                    raise ValueError(f"{key}: must be a number > 0, got {v!r}")
-            elif k == "unit":
-                if v not in ("sequence", "step"):
-                    raise ValueError(f"{key}: must be 'sequence' or 'step', got {v!r}")
-            elif not _is_int(v) or v < 1:
-                raise ValueError(f"{key}: must be an int >= 1, got {v!r}")
-        cfg = cls(**d)
-        if cfg.start_length > cfg.max_length:
-            raise ValueError(
-                f"{section}.start_length: must be <= max_length ({cfg.max_length}), got {cfg.start_length}"
-            )
-        if cfg.start_repeats > cfg.max_repeats:
-            raise ValueError(
-                f"{section}.start_repeats: must be <= max_repeats ({cfg.max_repeats}), "
-                f"got {cfg.start_repeats}"
-            )
-        cfg.threshold = float(cfg.threshold)
-        return cfg
+    @model_validator(mode="after")
+    def _starts_below_caps(self) -> CurriculumConfig:
+        if self.start_length > self.max_length:
+            raise InvalidKey("start_length", f"must be <= max_length ({self.max_length}), got {self.start_length}")
+        if self.start_repeats > self.max_repeats:
+            raise InvalidKey("start_repeats", f"must be <= max_repeats ({self.max_repeats}), got {self.start_repeats}")
+        return self
 
 
 class Curriculum:

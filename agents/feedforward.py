@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,9 @@ from interfaces import (
 )
 
 from .blocks import ClassifierHead, build_module
-from .checkpoints import write_checkpoint
-from .devices import placement
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
-from .node import Node
 from .optim import StepDecay, build_optimizer
+from .training import RunningMeans, TrainingAgent
 
 
 @dataclass
@@ -54,26 +51,7 @@ class Pending:
     waiting: set[str] = field(default_factory=set)
 
 
-class RunningMeans:
-    """Means of scalar metrics since the last report."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def add(self, values: dict[str, float], prefix: str = "") -> None:
-        for k, v in values.items():
-            self.sums[prefix + k] += float(v)
-            self.counts[prefix + k] += 1
-
-    def pop(self) -> dict[str, float]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums.clear()
-        self.counts.clear()
-        return out
-
-
-class FeedForwardAgent(Node):
+class FeedForwardAgent(TrainingAgent):
     """A stage or a head of a feed-forward system; see the module docstring for one step."""
 
     def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
@@ -178,7 +156,7 @@ class FeedForwardAgent(Node):
         self.means = RunningMeans()
         self.t_start = time.monotonic()
         self.t_last_report = self.t_start
-        self.steps_at_last_report = 0
+        self.done_at_last_report = 0
         self.busy_s = 0.0
 
     # -- receiving --------------------------------------------------------------------------------
@@ -454,23 +432,24 @@ class FeedForwardAgent(Node):
                     self.rt.tell("complete")
             self.save_checkpoint()
 
-    # -- records ----------------------------------------------------------------------------------
-    def _report(self) -> None:
-        now = time.monotonic()
-        values = self.means.pop()
-        values.update(self.counters())
-        values["steps_per_s"] = (self.steps_done - self.steps_at_last_report) / max(now - self.t_last_report, 1e-9)
-        values["busy"] = self.busy_s / max(now - self.t_start, 1e-9)
-        self.t_last_report = now
-        self.steps_at_last_report = self.steps_done
-        self.rt.tell("metrics", step=self.last_step, **values)
+    # -- records (the rest: agents.training) ----------------------------------------------------------
+    def network(self) -> torch.nn.Module:
+        return self.module
+
+    def work_done(self) -> int:
+        return self.steps_done
+
+    def synthesizer_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"synthetic_gradients": {k: v.module.state_dict() for k, v in self.sg.items()}}
+        if self.si is not None:
+            state["synthetic_input"] = self.si.module.state_dict()
+        return state
 
     def counters(self) -> dict[str, float]:
-        out: dict[str, float] = {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
+        out: dict[str, float] = {"steps": self.steps_done, "skipped": self.skipped,
                                  "trained_real": self.trained_real, "trained_synthetic": self.trained_synthetic,
                                  "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
-                                 "stored": len(self.inputs) + len(self.acts) + len(self.labels),
-                                 "wall_s": time.monotonic() - self.t_start, "lr": self.optimizer.param_groups[0]["lr"]}
+                                 "stored": len(self.inputs) + len(self.acts) + len(self.labels), **super().counters()}
         for name, sg in self.sg.items():
             out[f"{name}/sg_dropped"] = sg.dropped
             out[f"{name}/sg_unmatched"] = sg.unmatched
@@ -480,18 +459,3 @@ class FeedForwardAgent(Node):
             out[f"{self.in_edge.name}/wave_dropped"] = self.wave.dropped
             out[f"{self.in_edge.name}/wave_unmatched"] = self.wave.unmatched
         return out
-
-    def save_checkpoint(self) -> None:
-        if self.run_dir is None:
-            return
-        state = {"agent": self.name, "step": self.last_step, "module": self.module.state_dict(),
-                 "optimizer": self.optimizer.state_dict(),
-                 "synthetic_gradients": {k: v.module.state_dict() for k, v in self.sg.items()}}
-        if self.si is not None:
-            state["synthetic_input"] = self.si.module.state_dict()
-        write_checkpoint(self.run_dir, self.name, state)
-
-    def on_stop(self) -> dict[str, Any]:
-        self.save_checkpoint()
-        self._report()  # a last metrics row, so even a slow agent's records are never empty
-        return {**self.counters(), **placement(self.module)}

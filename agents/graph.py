@@ -91,11 +91,6 @@ class Graph:
         """Heads need labels for the loss; cDNI senders need them as the synthesizer's context."""
         return self.agent(name).head or any(e.backward == "cdni" for e in self.out_edges(name))
 
-    def needs_input(self, name: str) -> bool:
-        """Agents fed by the environment, or with a synthetic input model I(x), need the shared input x."""
-        edge = self.in_edge(name)
-        return edge.sender == ENV or edge.forward == "synthetic"
-
     def order(self) -> list[str]:
         """Agents from the environment outwards (each agent has exactly one input edge)."""
         done: list[str] = []

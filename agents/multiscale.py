@@ -44,12 +44,9 @@ from torch.nn import functional as F
 
 from interfaces import Expectations, Kind, Message, StepBuffer, Synthesizer, SyntheticGradient, TensorSpec, WireError
 
-from .checkpoints import write_checkpoint
-from .devices import placement
-from .feedforward import RunningMeans
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
-from .node import Node
 from .optim import StepDecay, build_optimizer
+from .training import RunningMeans, TrainingAgent
 
 __all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "pool_images", "pooled_dim", "solve_hidden"]
 
@@ -209,8 +206,10 @@ class Window:
     features: list[Tensor] = field(default_factory=list)  # M's per-tick inputs: e [B, E] or x [B, in]
 
 
-class TickingAgent(Node):
+class TickingAgent(TrainingAgent):
     """One level of a multi-timescale chain, in its own process; see the module docstring."""
+
+    rate_key = "ticks_per_s"
 
     def __init__(self, spec: AgentSpec, graph: Graph, level: int, schedule: TickSchedule, classes: int,
                  group: int = 0, seed: int = 0, run_dir: str | None = None, window: int = 4,
@@ -320,7 +319,7 @@ class TickingAgent(Node):
         self.means = RunningMeans()
         self.t_start = time.monotonic()
         self.t_last_report = self.t_start
-        self.ticks_at_last_report = 0
+        self.done_at_last_report = 0
         self.busy_s = 0.0
 
     # -- schedule helpers -------------------------------------------------------------------------
@@ -579,22 +578,20 @@ class TickingAgent(Node):
         """Seconds since start, less the time spent in evaluation passes."""
         return time.monotonic() - self.t_start - self.eval_s
 
-    # -- records ----------------------------------------------------------------------------------
-    def _report(self) -> None:
-        now = time.monotonic()
-        values = self.means.pop()
-        values.update(self.counters())
-        values["ticks_per_s"] = (self.ticks - self.ticks_at_last_report) / max(now - self.t_last_report, 1e-9)
-        values["busy"] = self.busy_s / max(now - self.t_start, 1e-9)
-        self.t_last_report = now
-        self.ticks_at_last_report = self.ticks
-        self.rt.tell("metrics", step=self.last_step, **values)
+    # -- records (the rest: agents.training) ----------------------------------------------------------
+    def network(self) -> nn.Module:
+        return self.core
+
+    def work_done(self) -> int:
+        return self.ticks
+
+    def synthesizer_state(self) -> dict[str, Any]:
+        return {"synthetic_gradient": self.sg.state_dict() if self.sg is not None else None}
 
     def counters(self) -> dict[str, float]:
-        out: dict[str, float] = {"ticks": self.ticks, "updates": self.updates, "max_lead": self.max_lead,
+        out: dict[str, float] = {"ticks": self.ticks, "max_lead": self.max_lead,
                                  "store_dropped": self.inputs.dropped + self.labels.dropped,
-                                 "wall_s": time.monotonic() - self.t_start, "train_s": self.train_seconds(),
-                                 "lr": self.optimizer.param_groups[0]["lr"]}
+                                 "train_s": self.train_seconds(), **super().counters()}
         if self.sg is not None:
             out["sg/dropped"] = self.sg.dropped
             out["sg/unmatched"] = self.sg.unmatched
@@ -603,16 +600,7 @@ class TickingAgent(Node):
                 out["sg/learner_waits"] = self.sg.learner.waits
         return out
 
-    def save_checkpoint(self) -> None:
-        if self.run_dir is None:
-            return
-        state = {"agent": self.name, "step": self.last_step, "module": self.core.state_dict(),
-                 "optimizer": self.optimizer.state_dict(),
-                 "synthetic_gradient": self.sg.state_dict() if self.sg is not None else None}
-        write_checkpoint(self.run_dir, self.name, state)
-
     def on_stop(self) -> dict[str, Any]:
         if self.sg is not None:
             self.sg.close()  # a learner thread fits what it has queued before the last checkpoint
-        self.save_checkpoint()
-        return {**self.counters(), **placement(self.core)}
+        return super().on_stop()

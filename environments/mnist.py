@@ -372,10 +372,6 @@ class MnistStream(gym.Env):
         self._target: np.ndarray | None = None
 
     @property
-    def num_examples(self) -> int:
-        return len(self._x)
-
-    @property
     def num_batches(self) -> int | None:
         """Batches in one pass for valid/test (last may be smaller); None for the endless train stream."""
         if self.train:

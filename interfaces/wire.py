@@ -152,10 +152,6 @@ class Expectations:
             if not spec.matches(dtype, shape):
                 raise fail(f"tensor {i} has shape {_fmt_shape(shape)}, expected {_fmt_shape(spec.shape)}")
 
-    def check_message(self, msg: Message) -> None:
-        """`check` for an already-built Message (e.g. before sending)."""
-        self.check(msg.kind, msg.sender, msg.edge, msg.step, [(t.dtype, tuple(t.shape)) for t in msg.tensors])
-
 
 def _tensor_frame(t: torch.Tensor) -> bytes | memoryview:
     """Raw bytes of t; moves/copies only when needed; big frames stay views for zero-copy sends."""

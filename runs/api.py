@@ -13,6 +13,7 @@ from typing import Any
 
 from .execute import execute, plan_recipe
 from .recipe import RecipeError, apply_overrides, read_recipe
+from .records import rounded
 
 SHIPPED = Path(__file__).resolve().parent  # the recipes `dnilab recipes` lists
 
@@ -78,4 +79,4 @@ def run(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mappi
     if out is not None and (Path(out) / "meta.json").exists():  # appending would mix two runs' records
         raise FileExistsError(f"out={str(out)!r} already holds a run; choose a new folder or delete that one")
     run_dir, summary = execute(checked, plan, out=out, recipe_path=recipe_path, progress=not quiet)
-    return {**summary, "run_dir": str(run_dir)}
+    return {**rounded(summary), "run_dir": str(run_dir)}  # as summary.json holds it

@@ -17,7 +17,7 @@ def restore_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any, Any]:
     checkpoint, or a recurrent run on another task, is a ``RecipeError`` that says so."""
     path = checkpoint_path(run_dir, "recurrent")
     if not path.is_file():
-        raise RecipeError(f"{path}: no recurrent checkpoint (runs from before recurrent checkpoints: rerun the recipe)")
+        raise RecipeError(f"{path}: no recurrent checkpoint (not a recurrent run folder, or the run never saved one)")
     import environments
 
     state = torch.load(path, map_location="cpu", weights_only=True)  # our own file, tensors only

@@ -17,7 +17,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set run.steps=200 (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default: out/<time>-<name>).")
@@ -29,7 +29,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(recipe: str, overrides: tuple[str, ...], out: str | None, launcher: str | None, address: str | None,
         keys: str | None, quiet: bool) -> None:
-    """Run RECIPE (a TOML file). Prints the run folder as its last line; exit status 0 only if completed."""
+    """Run RECIPE (a TOML file, or the name of a shipped recipe: dnilab recipes). Prints the run folder as its
+    last line; exit status 0 only if completed."""
     from .execute import execute, prepare
 
     extra = list(overrides) + ([f"run.address={address!r}"] if address else []) + \
@@ -248,6 +249,46 @@ def reference_report(records: tuple[str, ...], baseline: str, plot_out: str | No
     click.echo(compare(loaded, baseline))
     if plot_out:
         click.echo(f"\nplot: {plot(loaded, Path(plot_out))}")
+
+
+@main.group()
+def multiscale() -> None:
+    """Multi-timescale runs: accuracy figures and comparisons of run folders."""
+
+
+@multiscale.command(name="plot")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--ymin", type=float, default=None, help="Cut the accuracy axes below this percentage.")
+def multiscale_plot(out: str, run_dirs: tuple[str, ...], ymin: float | None) -> None:
+    """OUT (a PNG): the slow agent's test accuracy vs training seconds and vs samples for RUN_DIRS."""
+    from .multiscale_system import plot_multiscale
+
+    click.echo(plot_multiscale([Path(p) for p in run_dirs], Path(out), ymin=ymin))
+
+
+@multiscale.command(name="compare")
+@click.argument("baseline", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False))
+def multiscale_compare(baseline: str, run_dirs: tuple[str, ...]) -> None:
+    """Final accuracy and time to reach BASELINE's final accuracy of each run (JSON lines)."""
+    import json
+
+    from .multiscale_system import compare
+
+    for row in compare(Path(baseline), [Path(p) for p in run_dirs]):
+        click.echo(json.dumps(row))
+
+
+@main.command(name="plot-recurrent")
+@click.argument("root", type=click.Path(exists=True, file_okay=False), default="results/recurrent")
+@click.argument("out", type=click.Path(file_okay=False), default="docs/img")
+def plot_recurrent(root: str, out: str) -> None:
+    """The recurrent comparison figures of the run folders under ROOT, written into OUT."""
+    from .plot_recurrent import plot_all
+
+    for path in plot_all(Path(root), Path(out)):
+        click.echo(str(path))
 
 
 @main.command(name="recipes")

@@ -18,16 +18,19 @@ from torch import nn
 from agents import build_module, checkpoint_path
 from environments import make
 
-from .recipe import RecipeError, check_common
+from .config import FeedForwardRecipe, check, resolved
+from .recipe import RecipeError
 from .systems import build_graph
 
 
 def composed_network(run_dir: str | Path) -> tuple[nn.Sequential, dict[str, Any]]:
     """The chain of agents' modules, loaded from ``checkpoints/<agent>.pt``; returns (network, recipe)."""
     run_dir = Path(run_dir)
-    recipe = check_common(tomllib.loads((run_dir / "recipe.toml").read_text()))
-    if recipe["run"]["kind"] != "feedforward":
-        raise RecipeError(f"run.kind: composition needs a feed-forward run, got {recipe['run']['kind']!r}")
+    recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+    kind = recipe.get("run", {}).get("kind", "feedforward")
+    if kind != "feedforward":
+        raise RecipeError(f"run.kind: composition needs a feed-forward run, got {kind!r}")
+    recipe = resolved(check(FeedForwardRecipe, recipe))
     graph = build_graph(recipe)
     layers = []
     for name in graph.order():
@@ -46,7 +49,7 @@ def evaluate_composed(run_dir: str | Path) -> dict[str, float]:
     loss, unlike the error, does not flip on near-ties, so it shows whether two evaluations saw one network)."""
     network, recipe = composed_network(run_dir)
     env_cfg = recipe["env"]
-    env = make(env_cfg["id"], **{**env_cfg.get("kwargs", {}), **env_cfg.get("eval", {"split": "test"})})
+    env = make(env_cfg["id"], **{**env_cfg["kwargs"], **env_cfg["eval"]})
     wrong = total = 0
     loss = 0.0
     obs, info = env.reset(seed=recipe["run"]["seed"])

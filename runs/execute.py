@@ -5,25 +5,46 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
-from agents import InprocLauncher, LocalLauncher, Supervisor
+from agents import InprocLauncher, LocalLauncher, NodeSpec, Strict, Supervisor
 
+from .config import FeedForwardRecipe, MultiscaleRecipe, RecurrentRunRecipe, resolved, validate_recipe
+from .multiscale_system import check_multiscale, multiscale_specs
 from .plots import learning_curves
 from .progress import RunProgress
-from .recipe import RecipeError, apply_overrides, check_common, read_recipe
+from .recipe import RecipeError, apply_overrides, read_recipe
 from .records import RunRecords, new_run_dir
+from .recurrent_system import check_recurrent, recurrent_specs
 from .systems import build_graph, node_specs
+
+
+class System(NamedTuple):
+    """What a ``run.kind`` is: its recipe's ``model`` (a ``Strict`` model, checked before anything else),
+    ``plan(recipe)``, which resolves the checked recipe (``RecipeError`` naming the key; it may resolve ``run``
+    keys such as the capacity), and ``specs(recipe, plan, run_dir)``, the processes to start."""
+
+    model: type[Strict]
+    plan: Callable[[dict[str, Any]], Any]
+    specs: Callable[[dict[str, Any], Any, str], list[NodeSpec]]
+
+
+SYSTEMS: dict[str, System] = {  # run.kind -> System: a new kind of recipe is one more line here
+    "feedforward": System(FeedForwardRecipe, build_graph, node_specs),
+    "recurrent": System(RecurrentRunRecipe, check_recurrent, recurrent_specs),
+    "multiscale": System(MultiscaleRecipe, check_multiscale, multiscale_specs),
+}
 
 
 def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
             launcher: str | None = None) -> tuple[dict[str, Any], Any]:
-    """Read, override and check a recipe completely; nothing is started. Returns (recipe, plan)."""
+    """Read (a path or a shipped recipe's name), override and check a recipe completely; nothing is started.
+    Returns (recipe, plan)."""
     recipe = apply_overrides(read_recipe(recipe_path), list(overrides or []))
     if launcher:
         recipe.setdefault("run", {})["launcher"] = launcher
@@ -31,9 +52,9 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
 
 
 def plan_recipe(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, Any], Any]:
-    """Check a recipe that is already a dict; returns (recipe with defaults, plan), the plan being what
-    ``node_specs_for`` needs for the recipe's ``run.kind``."""
-    recipe = check_common(recipe)
+    """Check a recipe that is already a dict; returns (the recipe with every default filled, the plan), the plan
+    being what ``node_specs_for`` needs for the recipe's ``run.kind``."""
+    recipe = resolved(validate_recipe(recipe, {kind: system.model for kind, system in SYSTEMS.items()}))
     if recipe["run"]["launcher"] == "ray":  # an optional extra: say how to install it before anything starts
         from agents.ray_launcher import RayUnavailable, require_ray
 
@@ -43,32 +64,12 @@ def plan_recipe(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[st
             raise RecipeError(f"run.launcher: {err}") from None
     if not recipe["run"]["name"]:
         recipe["run"]["name"] = default_name
-    kind = recipe["run"]["kind"]
-    if kind == "feedforward":
-        return recipe, build_graph(recipe)
-    if kind == "recurrent":
-        from .recurrent_system import check_recurrent
-
-        return recipe, check_recurrent(recipe)
-    if kind == "multiscale":
-        from .multiscale_system import check_multiscale
-
-        return recipe, check_multiscale(recipe)
-    raise RecipeError(f"run.kind: {kind!r} is not supported")
+    return recipe, SYSTEMS[recipe["run"]["kind"]].plan(recipe)
 
 
-def node_specs_for(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
+def node_specs_for(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list[NodeSpec]:
     """The processes of a planned recipe (env node and agents), whatever its ``run.kind``."""
-    kind = recipe["run"]["kind"]
-    if kind == "feedforward":
-        return node_specs(recipe, plan, str(run_dir))
-    if kind == "recurrent":
-        from .recurrent_system import recurrent_specs
-
-        return recurrent_specs(recipe, plan, str(run_dir))
-    from .multiscale_system import multiscale_specs
-
-    return multiscale_specs(recipe, plan, str(run_dir))
+    return SYSTEMS[recipe["run"]["kind"]].specs(recipe, plan, str(run_dir))
 
 
 class Terminated(KeyboardInterrupt):

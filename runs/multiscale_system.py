@@ -11,17 +11,15 @@ level (the edge *into* that level):
     hidden = 64                   window = 1        # the head's TBPTT window, in its own ticks
     out = 32
 
-Level keys (checked, errors name the key): ``period`` ``hidden`` (int or "auto") ``out`` ``encoder``
-``window`` (top only) ``flush`` ``clip`` ``optimizer`` ``slowdown`` ``stage_ms`` ``device`` ``backward``
-``synthesizer`` (not on the first level). ``plot_multiscale`` draws accuracy against training seconds and
-against training samples for several run folders on one figure.
+Level keys: ``agents.LevelConfig`` (``window`` on the top level only, ``out`` below it, ``encoder`` on the
+first, ``backward`` and ``synthesizer`` (``agents.TickingSynthesizerConfig``) above it).
+``plot_multiscale`` draws accuracy against training seconds and against training samples for several run
+folders on one figure.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import Any
 import torch
 
 from agents import (
-    BACKWARD_MODES,
     ENV,
     AgentSpec,
     EdgeSpec,
@@ -42,13 +39,12 @@ from agents import (
     pooled_dim,
     solve_hidden,
     store_capacity,
+    validate_topology,
 )
-from agents.graph import validate_topology
 from environments import make
-from interfaces import LEARNERS
 
 from .devices import resolve_device
-from .recipe import SYNTH_KEYS, RecipeError, _check_table
+from .recipe import RecipeError
 from .records import read_jsonl
 from .report import describe
 
@@ -57,22 +53,7 @@ __all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", 
 
 FACTORY_AGENT = "agents:TickingAgent"
 FACTORY_ENV = "agents:EnvNode"
-SECTIONS = {"run", "env", "levels", "defaults", "paper"}
-LEVEL_KEYS: dict[str, Any] = {
-    "period": int, "hidden": (int, str), "out": int, "encoder": int, "window": int, "flush": bool,
-    "clip": (int, float), "optimizer": dict, "slowdown": (int, float), "stage_ms": (int, float),
-    "device": str, "backward": str, "synthesizer": dict,
-}
-EDGE_DEFAULT_KEYS = {"backward": str, "synthesizer": dict}
-# M's settings; context = "state" conditions M on the sender's LSTM state h as well as on its output,
-# "window" on h and on the encoded inputs of the window that produced the output, "inputs" on h and on
-# that window's raw inputs (with ``encoder = F``: through one encoder of width F shared by the inputs; with
-# ``pool = P``: each input image average-pooled P x P first); learner = "thread" runs M's learning step
-# on a thread of its own beside the sender's work (a spare core per sender pays; default "inline")
-MS_SYNTH_KEYS = {**SYNTH_KEYS, "context": str, "encoder": int, "pool": int, "learner": str}
-SYNTH_CONTEXTS = ("none", "state", "window", "inputs")
 DEFAULT_OUT = 32
-DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
 
 
 @dataclass
@@ -103,38 +84,15 @@ def _env_facts(env_id: str, kwargs: dict[str, Any], where: str) -> dict[str, Any
     return facts
 
 
-def _check_synth(table: dict[str, Any], where: str) -> None:
-    _check_table(table, MS_SYNTH_KEYS, where)
-    if table.get("context", "none") not in SYNTH_CONTEXTS:
-        raise RecipeError(f"{where}.context: expected one of {SYNTH_CONTEXTS}, got {table['context']!r}")
-    if "encoder" in table and (table.get("context") != "inputs" or table["encoder"] < 1):
-        raise RecipeError(f"{where}.encoder: a width >= 1, and only with context = \"inputs\" "
-                          f"(got encoder = {table['encoder']!r}, context = {table.get('context', 'none')!r})")
-    if table.get("learner", "inline") not in LEARNERS:
-        raise RecipeError(f"{where}.learner: expected one of {LEARNERS}, got {table['learner']!r}")
-    if "pool" in table and (table.get("context") != "inputs" or table["pool"] < 1):
-        raise RecipeError(f"{where}.pool: a factor >= 1, and only with context = \"inputs\" "
-                          f"(got pool = {table['pool']!r}, context = {table.get('context', 'none')!r})")
-
-
 def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
-    """Reject a bad multiscale recipe, naming the key, before anything starts; resolve the chain."""
-    for section in recipe:
-        if section not in SECTIONS:
-            raise RecipeError(f"{section}: not a section of a multiscale recipe (known: {', '.join(sorted(SECTIONS))})")
+    """Check what a level may be at its place in the chain (``runs.config.MultiscaleRecipe`` checked each table
+    alone) against the environment, naming the key, before anything starts; resolve the chain."""
     env_cfg = recipe["env"]
-    defaults = recipe.get("defaults", {})
-    if "agent" in defaults:
-        raise RecipeError("defaults.agent: not used by multiscale recipes (set keys on each [levels.<name>])")
-    edge_defaults = defaults.get("edge", {})
-    _check_table(edge_defaults, EDGE_DEFAULT_KEYS, "defaults.edge")
-    _check_synth(edge_defaults.get("synthesizer", {}), "defaults.edge.synthesizer")
-    levels = recipe.get("levels")
-    if not isinstance(levels, dict) or len(levels) < 2:
-        raise RecipeError("levels: give at least two [levels.<name>] tables, fastest first")
-    kwargs = dict(env_cfg.get("kwargs", {}))
+    edge_defaults = recipe["defaults"]["edge"]
+    levels = recipe["levels"]
+    kwargs = dict(env_cfg["kwargs"])
     facts = _env_facts(env_cfg["id"], kwargs, "env.kwargs")
-    eval_kwargs = dict(env_cfg.get("eval", {"split": "test"}))
+    eval_kwargs = dict(env_cfg["eval"])
     if "k" in eval_kwargs:
         raise RecipeError("env.eval.k: the evaluation stream must use the training k")
     eval_facts = _env_facts(env_cfg["id"], {**kwargs, **eval_kwargs}, "env.eval")
@@ -143,9 +101,6 @@ def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
     for i, name in enumerate(names):
         where = f"levels.{name}"
         table = levels[name]
-        if not isinstance(table, dict):
-            raise RecipeError(f"{where}: expected a table")
-        _check_table(table, LEVEL_KEYS, where)
         if name == ENV:
             raise RecipeError(f"{where}: {ENV!r} is reserved for the environment")
         top = i == len(names) - 1
@@ -153,6 +108,8 @@ def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
             for key in ("backward", "synthesizer"):
                 if key in table:
                     raise RecipeError(f"{where}.{key}: the first level reads the environment (no edge mode)")
+            if table.get("hidden") == "auto":
+                raise RecipeError(f"{where}.hidden: \"auto\" sizes a level against the one below; give an int")
         if not top and "window" in table:
             raise RecipeError(f"{where}.window: only the top level has one (a lower level's window is one "
                               "period of the next level)")
@@ -167,32 +124,13 @@ def check_multiscale(recipe: dict[str, Any]) -> MultiscalePlan:
         if top and merged["period"] != facts["k"]:
             raise RecipeError(f"{where}.period: the top level must tick at the env's targets (k = {facts['k']}), "
                               f"got {merged['period']}")
-        for key in ("period", "out", "encoder", "window"):
-            if key in merged and merged[key] < (0 if key == "encoder" else 1):
-                raise RecipeError(f"{where}.{key}: must be >= 1, got {merged[key]}")
-        if isinstance(merged.get("hidden"), str) and merged["hidden"] != "auto":
-            raise RecipeError(f"{where}.hidden: an int or \"auto\", got {merged['hidden']!r}")
-        if merged.get("hidden", 1) == "auto" and i == 0:
-            raise RecipeError(f"{where}.hidden: \"auto\" sizes a level against the one below; give an int")
-        if "hidden" in merged and isinstance(merged["hidden"], int) and merged["hidden"] < 1:
-            raise RecipeError(f"{where}.hidden: must be >= 1, got {merged['hidden']}")
-        if "optimizer" in merged:  # built once on a dummy tensor: a bad name or argument fails here, not in a process
-            try:
-                build_optimizer(merged["optimizer"], [torch.zeros(1, requires_grad=True)])
-            except ValueError as err:
-                raise RecipeError(f"{where}.{err}") from None
-        if merged.get("slowdown", 1.0) < 1.0:
-            raise RecipeError(f"{where}.slowdown: must be >= 1 (a factor), got {merged['slowdown']}")
-        if merged.get("stage_ms", 0.0) < 0 or merged.get("clip", 0.0) < 0:
-            raise RecipeError(f"{where}: stage_ms and clip must be >= 0")
-        if i > 0:
-            backward = merged.setdefault("backward", "backprop")
-            if backward not in BACKWARD_MODES:
-                raise RecipeError(f"{where}.backward: expected one of {BACKWARD_MODES}, got {backward!r}")
-            if backward == "cdni" and not top:
-                raise RecipeError(f"{where}.backward: 'cdni' only on the edge into the top level (the env's "
-                                  "labels exist only at its ticks)")
-            _check_synth(merged.get("synthesizer", {}), f"{where}.synthesizer")
+        try:  # built once on a dummy tensor: a bad name or argument fails here, not in a process
+            build_optimizer(merged["optimizer"], [torch.zeros(1, requires_grad=True)])
+        except ValueError as err:
+            raise RecipeError(f"{where}.{err}") from None
+        if merged.get("backward") == "cdni" and not top:
+            raise RecipeError(f"{where}.backward: 'cdni' only on the edge into the top level (the env's "
+                              "labels exist only at its ticks)")
         tables.append(merged)
     periods = tuple(t["period"] for t in tables)
     top_window = tables[-1].get("window", 1)
@@ -220,15 +158,15 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
         out = classes if top else t.get("out", DEFAULT_OUT)
         phases = 1 if top else schedule.window(i)
         encoder = t.get("encoder", 0)
-        hidden = t.get("hidden", 64)
+        hidden = t["hidden"]
         if hidden == "auto":
             ratio = schedule.periods[i] // schedule.periods[i - 1]
             hidden = solve_hidden(ratio * prev_macs, prev_out, out, phases)
         macs[name] = level_macs(prev_out, hidden, out, encoder, phases)
         module = {"type": "ticking_lstm", "period": schedule.periods[i], "hidden": hidden, "encoder": encoder,
-                  "window": schedule.window(i), "flush": t.get("flush", not top), "clip": float(t.get("clip", 0.0))}
-        spec = AgentSpec(name=name, module=module, optimizer=dict(t.get("optimizer", DEFAULT_OPTIMIZER)),
-                         slowdown=float(t.get("slowdown", 1.0)), stage_ms=float(t.get("stage_ms", 0.0)),
+                  "window": schedule.window(i), "flush": t.get("flush", not top), "clip": t["clip"]}
+        spec = AgentSpec(name=name, module=module, optimizer=dict(t["optimizer"]), slowdown=t["slowdown"],
+                         stage_ms=t["stage_ms"],
                          device=resolve_device(i, t.get("device", run["device"]),
                                                f"levels.{name}.device" if "device" in t else "run.device",
                                                run["launcher"]),
@@ -236,10 +174,10 @@ def _build_plan(recipe: dict[str, Any], names: list[str], tables: list[dict[str,
         agents.append(spec)
         sender = ENV if i == 0 else names[i - 1]
         edges.append(EdgeSpec(sender, name, backward="backprop" if i == 0 else t["backward"],
-                              synthesizer=dict(t.get("synthesizer", {}))))
+                              synthesizer=dict(t.get("synthesizer", {}))))  # the first edge's: the env's
         if i > 0 and t["backward"] in ("dni", "cdni"):
             try:  # M reads the sender's raw inputs pooled: they must be square images the factor divides
-                pooled_dim(math.prod(agents[i - 1].in_shape), int(t.get("synthesizer", {}).get("pool", 1)))
+                pooled_dim(math.prod(agents[i - 1].in_shape), t["synthesizer"]["pool"])
             except ValueError as err:
                 raise RecipeError(f"levels.{name}.synthesizer.pool: {err}") from None
         prev_out, prev_macs = out, macs[name]
@@ -368,23 +306,3 @@ def compare(baseline: Path, others: list[Path]) -> list[dict[str, Any]]:
                     "reach_baseline_final_s": reach,
                     "reach_ratio": reach / total if reach is not None and total else None})
     return out
-
-
-def main(argv: list[str]) -> None:
-    """``python -m runs.multiscale_system plot OUT.png [--ymin PERCENT] RUN...`` or ``compare BASELINE RUN...``."""
-    ymin = None
-    if len(argv) >= 3 and argv[2] == "--ymin":
-        ymin = float(argv[3])
-        argv = argv[:2] + argv[4:]
-    if len(argv) >= 3 and argv[0] == "plot":
-        print(plot_multiscale([Path(p) for p in argv[2:]], Path(argv[1]), ymin=ymin))
-    elif len(argv) >= 2 and argv[0] == "compare":
-        for row in compare(Path(argv[1]), [Path(p) for p in argv[2:]]):
-            print(json.dumps(row))
-    else:
-        raise SystemExit(main.__doc__)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
-

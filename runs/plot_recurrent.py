@@ -1,6 +1,6 @@
 """Comparison figures of recurrent runs (BPTT vs DNI), one PNG per task, for docs/RESULTS-recurrent.md.
 
-Usage: ``python -m runs.plot_recurrent results/recurrent docs/img``
+Usage: ``dnilab plot-recurrent results/recurrent docs/img``
 
 Reads every run folder under the results root (``recipe.toml`` + ``metrics/recurrent.jsonl``) and writes:
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
 import tomllib
 from pathlib import Path
 
@@ -258,18 +257,10 @@ def plot_charlm_paired(runs: list[dict], out: Path) -> Path | None:
     return _save(fig, out / "recurrent-charlm-paired.png")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0] if args else "results/recurrent")
-    out = Path(args[1] if len(args) > 1 else "docs/img")
+def plot_all(root: Path, out: Path) -> list[Path]:
+    """Every figure the run folders under ``root`` allow, written into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(root)
     paths = (plot_copy(runs, "copy", out), plot_copy(runs, "repeatcopy", out), plot_charlm(one_seed(runs), out),
              plot_charlm_paired(runs, out))
-    for path in paths:
-        if path is not None:
-            print(path)
-
-
-if __name__ == "__main__":
-    main()
+    return [path for path in paths if path is not None]

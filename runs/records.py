@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
 import socket
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from agents import atomic_writer
 
 from .tensorboard_log import TensorBoardLog
 
@@ -99,7 +100,7 @@ class RunRecords:
         f = self._files.get(stream)
         if f is None:
             f = self._files[stream] = open(self.path / "metrics" / f"{stream}.jsonl", "a")  # noqa: SIM115
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(rounded(row)) + "\n")
         f.flush()
         self.board.add(stream, row)
 
@@ -147,12 +148,24 @@ class RunRecords:
         return summary
 
 
+SIGNIFICANT = 7  # digits kept of a recorded float: metrics come from float32 tensors; the rest is rounding noise
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float rounded to ``SIGNIFICANT`` digits (7.450000000000001 -> 7.45), for the records."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
 def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON, whole or not at all (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write ``value`` as JSON (floats ``rounded``), whole or not at all (``agents.atomic_writer``)."""
+    with atomic_writer(path) as f:
+        f.write((json.dumps(rounded(value), indent=2, default=str) + "\n").encode())
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:

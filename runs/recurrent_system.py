@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import NodeSpec, validate_recurrent
+from agents import NodeSpec, agent_recipe
 
 from .devices import resolve_device
-from .recipe import RecipeError
 
 FACTORY = "agents:RecurrentNode"
 
 
 def check_recurrent(recipe: dict[str, Any]) -> None:
-    """Reject a bad recurrent recipe, naming the key, before anything starts."""
-    body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
-    extra = sorted(set(recipe) - set(body) - {"paper"})
-    if extra:
-        raise RecipeError(f"{extra[0]}: not a section of a recurrent recipe")
-    try:
-        validate_recurrent(body)
-    except ValueError as err:
-        raise RecipeError(str(err)) from None
+    """What ``runs.config.RecurrentRunRecipe`` cannot check alone: the device is one this machine has."""
     resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
 
 
 def recurrent_specs(recipe: dict[str, Any], plan: None, run_dir: str) -> list[NodeSpec]:
     device = resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
-    body = {k: v for k, v in recipe.items() if k in ("run", "env", "agent", "curriculum")}
-    kwargs = {"recipe": body, "device": device, "run_dir": run_dir}
+    kwargs = {"recipe": agent_recipe(recipe), "device": device, "run_dir": run_dir}
     return [NodeSpec("recurrent", FACTORY, kwargs, device=device, threads=1, required=True,
                      num_gpus=1.0 if device.startswith("cuda") else 0.0)]

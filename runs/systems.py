@@ -11,46 +11,49 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
-from agents import ENV, AgentSpec, EdgeSpec, Graph, NodeSpec, resolve, store_capacity, threads_per_agent
+from agents import (
+    ENV,
+    AgentConfig,
+    AgentSpec,
+    EdgeConfig,
+    EdgeSpec,
+    Graph,
+    NodeSpec,
+    resolve,
+    store_capacity,
+    threads_per_agent,
+)
 from environments import make
 
+from .config import check
 from .devices import resolve_device
-from .recipe import RecipeError, check_agent_table, check_edge_table
+from .recipe import RecipeError
 
 FACTORY_ENV = "agents:EnvNode"
 
 
 def expand_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[list[dict], list[dict]]:
-    """Agents and edges (as recipe tables) for a ``[model]`` shorthand."""
-    kind = model.get("kind", "fcn")
-    classes = model.get("classes", 10)
-    if kind == "fcn":
-        depth, hidden = model.get("depth", 4), model.get("hidden", 256)
-        if depth < 2:
-            raise RecipeError(f"model.depth: an FCN needs at least 2 layers, got {depth}")
-        width = 1
-        for d in input_shape:
-            width *= d
+    """Agents and edges (as recipe tables) for a checked ``[model]`` table (``runs.config.ModelConfig``)."""
+    classes = model["classes"]
+    if model["kind"] == "fcn":
+        depth, hidden = model["depth"], model["hidden"]
+        width = math.prod(input_shape)
         agents = [{"name": f"l{i}", "module": {"type": "linear", "in": width if i == 1 else hidden, "out": hidden}}
                   for i in range(1, depth)]
         agents.append({"name": "head", "module": {"type": "head", "in": hidden, "classes": classes}})
-    elif kind == "cnn":
-        channels = model.get("channels", [32, 64])
-        if "depth" in model and model["depth"] != len(channels) + 1:
-            raise RecipeError(f"model.depth: a cnn's depth is len(channels) + 1 = {len(channels) + 1}")
+    else:
         if len(input_shape) != 3:
             raise RecipeError(f"model.kind: 'cnn' needs image inputs [C,H,W], the env gives {list(input_shape)}"
                               " (set env.kwargs.flatten = false)")
         c, h, w = input_shape
         agents = []
-        for i, out in enumerate(channels, start=1):
+        for i, out in enumerate(model["channels"], start=1):
             agents.append({"name": f"c{i}", "module": {"type": "conv", "in_channels": c, "out_channels": out}})
             c, h, w = out, h // 2, w // 2
         agents.append({"name": "head", "module": {"type": "head", "in": c * h * w, "classes": classes}})
-    else:
-        raise RecipeError(f"model.kind: expected 'fcn' or 'cnn', got {kind!r}")
     names = [ENV] + [a["name"] for a in agents]
     edges = [{"from": a, "to": b} for a, b in zip(names[:-1], names[1:])]
     return agents, edges
@@ -72,46 +75,32 @@ def env_input_shape(recipe: dict[str, Any]) -> tuple[int, ...]:
 
 
 def build_graph(recipe: dict[str, Any]) -> Graph:
-    """The resolved graph of a feed-forward recipe (raises RecipeError naming the key)."""
+    """The resolved graph of a checked feed-forward recipe (``runs.config.FeedForwardRecipe``): every agent and
+    edge table checked with its defaults and overrides merged in (``RecipeError`` naming the key)."""
     input_shape = env_input_shape(recipe)
     if "model" in recipe:
         agents, edges = expand_model(recipe["model"], input_shape)
-        if "agents" in recipe or "edges" in recipe:
-            raise RecipeError("model: give either [model] or explicit [[agents]]/[[edges]], not both")
     else:
-        agents, edges = copy.deepcopy(recipe.get("agents", [])), copy.deepcopy(recipe.get("edges", []))
-        if not agents:
-            raise RecipeError("agents: no agents (add [model] or [[agents]])")
-    defaults = recipe.get("defaults", {})
-    agent_defaults, edge_defaults = defaults.get("agent", {}), defaults.get("edge", {})
-    check_agent_table(agent_defaults, "defaults.agent")
-    check_edge_table(edge_defaults, "defaults.edge")
-    overrides = recipe.get("overrides", {})
+        agents, edges = copy.deepcopy(recipe["agents"]), copy.deepcopy(recipe.get("edges", []))
+    agent_defaults, edge_defaults = recipe["defaults"]["agent"], recipe["defaults"]["edge"]
+    overrides = recipe["overrides"]
     names = {a.get("name") for a in agents}
     for name in overrides:
         if name not in names:
-            raise RecipeError(f"overrides.{name}: no such agent (agents: {sorted(names)})")
+            raise RecipeError(f"overrides.{name}: no such agent (agents: {sorted(map(str, names))})")
     run = recipe["run"]
     specs = []
     for i, table in enumerate(agents):
         where = f"agents[{i}]" if "model" not in recipe else f"agents.{table['name']}"
-        merged = {**agent_defaults, **table, **overrides.get(table.get("name"), {})}
-        check_agent_table(merged, where)
-        if "name" not in merged or "module" not in merged:
-            raise RecipeError(f"{where}: needs 'name' and 'module'")
-        key = f"{where}.device" if "device" in merged else "run.device"
-        merged["device"] = resolve_device(i, merged.pop("device", run["device"]), key, run["launcher"])
-        specs.append(AgentSpec(**merged))
+        agent = check(AgentConfig, {**agent_defaults, **table, **overrides.get(table.get("name"), {})}, where)
+        key = f"{where}.device" if agent.device is not None else "run.device"
+        device = resolve_device(i, agent.device or run["device"], key, run["launcher"])
+        specs.append(AgentSpec(**{**agent.model_dump(), "device": device}))
     edge_specs = []
     for i, table in enumerate(edges):
-        where = f"edges[{i}]"
         merged = {**(edge_defaults if table.get("from") != ENV else {}), **table}
-        check_edge_table(merged, where)
-        if "from" not in merged or "to" not in merged:
-            raise RecipeError(f"{where}: needs 'from' and 'to'")
-        edge_specs.append(EdgeSpec(sender=merged.pop("from"), receiver=merged.pop("to"), **merged))
-    classes = recipe.get("model", {}).get("classes", 10)
-    graph = Graph(specs, edge_specs, input_shape, classes)
+        edge_specs.append(EdgeSpec(**check(EdgeConfig, merged, f"edges[{i}]").model_dump(exclude_none=True)))
+    graph = Graph(specs, edge_specs, input_shape, recipe.get("model", {}).get("classes", 10))
     try:
         graph = resolve(graph)
         run["capacity"] = store_capacity(run["capacity"], graph, run["window"])  # the resolved recipe says it
@@ -123,13 +112,13 @@ def build_graph(recipe: dict[str, Any]) -> Graph:
 def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeSpec]:
     """One NodeSpec per agent plus the environment node."""
     run, env_cfg = recipe["run"], recipe["env"]
-    # the env node only slices and sends batches: counting it as an agent left a lone agent one core of two
+    # the env node only slices and sends batches: it is not counted, so a lone agent gets every core
     threads = threads_per_agent(len(graph.agents))
     # forward-unlocked agents paced by the fastest never wait: each one's budget is its own `steps` updates
     free_running = run["pace"] == "fastest" and any(e.forward == "synthetic" for e in graph.edges)
     specs = [NodeSpec(ENV, FACTORY_ENV, dict(
         graph=graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
-        eval_kwargs=env_cfg.get("eval", {"split": "test"}), steps=run["steps"], seconds=float(run["seconds"]),
+        eval_kwargs=env_cfg["eval"], steps=run["steps"], seconds=float(run["seconds"]),
         seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
         metrics_every=run["metrics_every"], pace_all=run["pace"] == "all", free_running=free_running),
         required=True)]

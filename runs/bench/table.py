@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Sequence
@@ -11,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from .. import records
 
 Row = dict[str, Any]
 
@@ -80,5 +81,4 @@ def machine() -> dict[str, Any]:
 def write_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
     """Write the rows as a JSON list; each row also names the machine, so a row stands alone."""
     host = machine()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps([{**row, "machine": host} for row in rows], indent=2, default=str) + "\n")
+    records.write_json(Path(path), [{**row, "machine": host} for row in rows])

@@ -8,8 +8,8 @@ from torch import nn
 
 import environments
 from agents.boundary_probe import boundary_pairs, fit_ceiling, score
-from agents.recurrent import _setup as setup_agent
-from agents.recurrent import parse_recipe
+from agents.recurrent_agent import setup_agent
+from agents.recurrent_config import parse_recipe
 
 torch.set_num_threads(1)
 
@@ -40,9 +40,9 @@ def test_next_window_target_is_the_dni_learners_target_with_m_at_zero() -> None:
     agent2.core.load_state_dict(agent.core.state_dict())
     agent2.readout.load_state_dict(agent.readout.state_dict())
     learner = agent2.learner
-    from agents.recurrent import _Stream
+    from agents.recurrent_agent import WindowStream
 
-    stream = _Stream(env2)
+    stream = WindowStream(env2)
     stream.reset()
     learner.start_episode(2)
     targets = []

@@ -267,10 +267,10 @@ class Collect:
 
 
 def run_threads(mode: str, slow_stage_ms: float, steps: int = 12 * K) -> Collect:
+    from runs.execute import plan_recipe
     from runs.multiscale_system import multiscale_specs
-    from runs.recipe import check_common
 
-    recipe = check_common({
+    recipe, plan = plan_recipe({
         "run": {"kind": "multiscale", "steps": steps, "window": 2, "metrics_every": 1000},
         "env": {"id": "dnilab/DigitStream-v0", "kwargs": {"k": K, "batch_size": B, "limit": 50},
                 "eval": {"split": "test", "episode_length": 2 * K}},
@@ -278,9 +278,6 @@ def run_threads(mode: str, slow_stage_ms: float, steps: int = 12 * K) -> Collect
         "levels": {"fast": {"period": 1, "hidden": 6, "encoder": 7, "out": 5},
                    "slow": {"hidden": 8, "stage_ms": slow_stage_ms}},
     })
-    from runs.multiscale_system import check_multiscale
-
-    plan = check_multiscale(recipe)
     rec = Collect()
     ctx = zmq.Context()
     outcome = Supervisor(multiscale_specs(recipe, plan, ""), ThreadLauncher(ctx), rec, f"t{mode}", ctx=ctx).run()

@@ -12,14 +12,9 @@ from torch import Tensor, nn
 
 import environments  # noqa: F401  (registers dnilab/Copy-v0 etc.)
 from agents.curriculum import Curriculum, CurriculumConfig
-from agents.recurrent import (
-    LSTMCore,
-    RecurrentConfig,
-    TBPTTLearner,
-    copy_loss,
-    run_recurrent,
-    validate_recurrent,
-)
+from agents.recurrent import run_recurrent
+from agents.recurrent_config import RecurrentConfig, parse_recipe, validate_recurrent
+from agents.tbptt import LSTMCore, TBPTTLearner, copy_loss
 from environments.copy import bits_per_sequence
 
 torch.set_num_threads(1)
@@ -277,13 +272,13 @@ def _copy_recipe(**agent: object) -> dict:
 @pytest.mark.parametrize(
     ("patch", "match"),
     [
-        ({"agent": {"window": 0}}, r"agent\.window: must be an int >= 1, got 0"),
+        ({"agent": {"window": 0}}, r"agent\.window: must be >= 1, got 0"),
         ({"agent": {"sg": "bptt"}}, r"agent\.sg"),
         ({"agent": {"widow": 3}}, r"agent\.widow: unknown key"),
         ({"agent": {"aux": True, "sg": "none"}}, r"agent\.aux"),
         ({"agent": {"lr": -1}}, r"agent\.lr"),
         ({"agent": {"sg_hidden": [0]}}, r"agent\.sg_hidden"),
-        ({"agent": {"sg_average": 1.0}}, r"agent\.sg_average: must be a number in \[0, 1\)"),
+        ({"agent": {"sg_average": 1.0}}, r"agent\.sg_average: must be < 1, got 1\.0"),
         ({"agent": {"sg_fit": "sgd"}}, r"agent\.sg_fit: must be 'adam' or 'ridge'"),
         ({"agent": {"sg_fit": "ridge", "sg_hidden": [8]}}, r"agent\.sg_fit: 'ridge' fits a linear M"),
         ({"agent": {"sg_ridge": 0}}, r"agent\.sg_ridge"),
@@ -294,7 +289,7 @@ def _copy_recipe(**agent: object) -> dict:
         ({"env": {"id": "x/Other-v0"}}, r"env\.task"),
         ({"curriculum": {"threshold": 0}}, r"curriculum\.threshold"),
         ({"curriculum": {"unit": "bits"}}, r"curriculum\.unit"),
-        ({"extra": {}}, r"recipe\.extra"),
+        ({"extra": {}}, r"^extra: unknown key \(known: agent, curriculum, env, run\)"),
     ],
 )
 def test_validate_names_the_bad_key(patch: dict, match: str) -> None:
@@ -311,9 +306,18 @@ def test_curriculum_rejected_for_char_lm() -> None:
         validate_recurrent(recipe)
 
 
-def test_from_dict_defaults_and_types() -> None:
-    cfg = RecurrentConfig.from_dict({"lr": 1, "sg_hidden": [16]})
+def test_config_defaults_and_types() -> None:
+    cfg = RecurrentConfig.model_validate({"lr": 1, "sg_hidden": [16]})
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.sg_hidden == [16] and cfg.window == 3
+    with pytest.raises(ValueError, match=r"^agent\.aux: must be true or false, got 1"):
+        validate_recurrent(_copy_recipe(aux=1))  # no int taken for a bool
+
+
+def test_copy_recipe_gets_a_curriculum_and_its_task() -> None:
+    recipe = _copy_recipe()
+    del recipe["curriculum"]
+    spec = parse_recipe(recipe)
+    assert spec.task == "copy" and spec.curriculum == CurriculumConfig()
 
 
 # -------------------------------------------------------------------------------------------- runs
