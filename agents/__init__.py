@@ -15,14 +15,15 @@ Public API (import from ``agents`` only):
   ``solve_hidden``; ``pool_images``/``pooled_dim`` for an M that reads its inputs pooled).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
-  ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
+  ``threads_per_agent`` / ``cores_per_agent`` (an agent's torch threads and the cores it may be pinned to),
+  ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
   ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
 from .checkpoints import checkpoint_path, write_checkpoint
-from .devices import pick_device, placement, threads_per_agent
+from .devices import cores_per_agent, pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
 from .graph import BACKWARD_MODES, ENV, FORWARD_MODES, AgentSpec, EdgeSpec, Graph, resolve, store_capacity
@@ -67,6 +68,7 @@ __all__ = [
     "build_module",
     "build_optimizer",
     "checkpoint_path",
+    "cores_per_agent",
     "curve_wiring",
     "level_macs",
     "lm_bits",
