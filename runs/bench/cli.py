@@ -229,6 +229,31 @@ def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_e
           s.COLUMNS, "speedup", json_path, collected)
 
 
+@bench.command()
+@click.option("--agents", "n_agents", default=2, show_default=True, help="N of the chain.")
+@click.option("--modes", default="dni,backprop", show_default=True, help="Edges: dni, backprop, unlock.")
+@click.option("--steps", default=2000, show_default=True, help="Training steps per run.")
+@click.option("--profile/--no-profile", default=True, show_default=True,
+              help="Also run under cProfile in every agent process: where a step's time goes.")
+@out_option
+@json_option
+def floor(n_agents: int, modes: str, steps: int, profile: bool, out: str | None, json_path: str | None,
+          collected: list[Row] | None = None) -> None:
+    """The host time of an agent step with a tiny module (the per-step overhead), and a profile of it."""
+    from . import floor as f
+
+    rows, parts = f.bench_floor(n_agents, tuple(m.strip() for m in modes.split(",")), steps,
+                                Path(out) if out else None, profile)
+    _emit("floor: CPU ms per agent step, tiny modules (the framework's own cost)", rows, f.COLUMNS, "floor", None,
+          collected)
+    if parts:
+        _emit("floor: where a step's time goes (cProfile, own time per step; slower than unprofiled)", parts,
+              f.PART_COLUMNS, "floor-profile", None, collected)
+    if json_path:
+        write_json(json_path, [{"bench": "floor", **r} for r in rows]
+                   + [{"bench": "floor-profile", **r} for r in parts])
+
+
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")
