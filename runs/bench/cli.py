@@ -199,6 +199,7 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
 @click.option("--width", default=512, show_default=True, help="mlp: units per layer.")
 @click.option("--channels", default=16, show_default=True, help="cnn: channels of the first block (doubled per pool).")
 @click.option("--layers-per-agent", default=2, show_default=True, help="Layers each agent owns.")
+@click.option("--batch", type=int, default=None, help="Examples per batch [default: 256 mlp, 32 cnn].")
 @click.option("--data-limit", type=int, default=None, help="Fewer training examples (a smoke run).")
 @click.option("--eval-limit", type=int, default=None, help="Fewer test examples [default: 2048 mlp, 1024 cnn].")
 @click.option("--launcher", type=click.Choice(["local", "inproc"]), default="local", show_default=True,
@@ -209,7 +210,7 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
 @out_option
 @json_option
 def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_every: int, budget: float, width: int,
-            channels: int, layers_per_agent: int, data_limit: int | None, eval_limit: int | None, launcher: str,
+            channels: int, layers_per_agent: int, batch: int | None, data_limit: int | None, eval_limit: int | None, launcher: str,
             figures: str | None, device: str, out: str | None, json_path: str | None,
             collected: list[Row] | None = None) -> None:
     """Speed at equal accuracy: time for each system to reach the one-process baseline's final accuracy."""
@@ -217,7 +218,8 @@ def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_e
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     settings = s.Settings(steps=steps, eval_every=eval_every, budget=budget, device=device, launcher=launcher,
-                          width=width, channels=channels, layers_per_agent=layers_per_agent, data_limit=data_limit,
+                          width=width, channels=channels, layers_per_agent=layers_per_agent, batch=batch,
+                          data_limit=data_limit,
                           eval_limit=eval_limit)
     figs = figures or out
     try:

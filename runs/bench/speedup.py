@@ -311,16 +311,17 @@ class Settings:
     width: int = 512
     channels: int = 16
     layers_per_agent: int = 2
+    batch: int | None = None    # examples per batch [default: 256 mlp, 32 cnn]
     data_limit: int | None = None  # fewer training examples (MNIST) / generated examples (cnn): smoke runs
     eval_limit: int | None = None  # fewer test examples
 
 
 def workload(model: str, agents: int, s: Settings) -> Workload:
     if model == "mlp":
-        return mlp_workload(agents, s.width, s.layers_per_agent, eval_limit=s.eval_limit or 2048,
+        return mlp_workload(agents, s.width, s.layers_per_agent, s.batch or 256, eval_limit=s.eval_limit or 2048,
                             train_limit=s.data_limit)
     if model == "cnn":
-        return cnn_workload(agents, s.channels, s.layers_per_agent, eval_examples=s.eval_limit or 1024,
+        return cnn_workload(agents, s.channels, s.layers_per_agent, s.batch or 32, eval_examples=s.eval_limit or 1024,
                             train_examples=s.data_limit or 8192)
     raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
 
@@ -357,7 +358,7 @@ def bench_one(w: Workload, seed: int, modes: Sequence[str], s: Settings, out: Pa
             continue
         recipe = system_recipe(w, mode, seed, s.budget * wall, s.eval_every, 1000 * s.steps, s.launcher, s.device)
         stacks = {a["name"]: stack for a, stack in zip(recipe["agents"], w.stacks)}
-        res = run_recipe(recipe, out / recipe["run"]["name"], stacks, pin=device == "cpu")
+        res = run_recipe(recipe, out / recipe["run"]["name"], stacks, pin=True)
         curve = run_curve(res)
         rows.append(_row(w, mode, seed, device, curve, threshold, base_t, curve[-1][0] if curve else 0.0, stage))
     return rows
