@@ -55,11 +55,14 @@ def cores_per_agent(index: int, n_agents: int) -> tuple[int, ...]:
 
 
 def placement(module: torch.nn.Module) -> dict[str, Any]:
-    """Where a module's parameters really are, read inside the agent's own process, and on CUDA the peak memory
-    that process allocated: the records then show placement, not just the device string a recipe asked for."""
+    """Where a module's parameters really are and the cores its process may use, read inside the agent's own
+    process, and on CUDA the peak memory that process allocated: the records then show placement, not just the
+    device string a recipe asked for."""
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     out: dict[str, Any] = {"placed": str(device)}
+    if hasattr(os, "sched_getaffinity"):
+        out["cpus"] = sorted(os.sched_getaffinity(0))  # the cores this process may run on (pinned or all)
     if device.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out

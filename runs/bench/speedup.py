@@ -360,7 +360,10 @@ def bench_one(w: Workload, seed: int, modes: Sequence[str], s: Settings, out: Pa
         stacks = {a["name"]: stack for a, stack in zip(recipe["agents"], w.stacks)}
         res = run_recipe(recipe, out / recipe["run"]["name"], stacks, pin=True)
         curve = run_curve(res)
-        rows.append(_row(w, mode, seed, device, curve, threshold, base_t, curve[-1][0] if curve else 0.0, stage))
+        cpus = {name: stats.get("cpus") for name, stats in sorted(res.summary.get("agents", {}).items())
+                if name != "env" and stats.get("cpus") is not None}
+        rows.append(_row(w, mode, seed, device, curve, threshold, base_t, curve[-1][0] if curve else 0.0, stage,
+                         f"cores per agent: {cpus}" if cpus else None))
     return rows
 
 

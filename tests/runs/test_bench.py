@@ -90,6 +90,17 @@ def test_multiscale_rows(tmp_path):
     assert set(multiscale.columns(rows)) <= set(rows[0]) | {"bench"}
 
 
+def test_pin_agents_gives_each_agent_its_share_and_leaves_the_env_alone():
+    from agents import NodeSpec, cores_per_agent
+    from runs.bench.runner import pin_agents
+
+    specs = [NodeSpec("env", "x"), NodeSpec("l1", "x", threads=9), NodeSpec("head", "x", threads=9)]
+    pin_agents(specs)
+    assert specs[0].cpus == () and specs[0].threads == 1
+    assert [s.cpus for s in specs[1:]] == [cores_per_agent(0, 2), cores_per_agent(1, 2)]
+    assert [s.threads for s in specs[1:]] == [len(cores_per_agent(0, 2)), len(cores_per_agent(1, 2))]
+
+
 def test_steady_rate_skips_warm_up():
     rows = [{"time": 0.0, "steps": 0}, {"time": 1.0, "steps": 1}, {"time": 2.0, "steps": 11},
             {"time": 3.0, "steps": 21}]
