@@ -210,7 +210,8 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
 @out_option
 @json_option
 def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_every: int, budget: float, width: int,
-            channels: int, layers_per_agent: int, batch: int | None, data_limit: int | None, eval_limit: int | None, launcher: str,
+            channels: int, layers_per_agent: int, batch: int | None, data_limit: int | None, eval_limit: int | None,
+            launcher: str,
             figures: str | None, device: str, out: str | None, json_path: str | None,
             collected: list[Row] | None = None) -> None:
     """Speed at equal accuracy: time for each system to reach the one-process baseline's final accuracy."""
