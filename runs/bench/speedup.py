@@ -53,7 +53,7 @@ SYSTEMS = {  # mode -> (backward, forward) of every agent-to-agent edge
 MODES = (BASELINE, *SYSTEMS)
 MODELS = ("mlp", "cnn")
 COLUMNS = ("model", "agents", "seed", "mode", "device", "threshold", "time_to_target_s", "ratio", "final_accuracy",
-           "best_accuracy", "steps", "wall_s", "stage_ms", "note")
+           "best_accuracy", "steps", "wall_s", "stage_ms", "thread_speedup", "note")
 
 
 @dataclass
@@ -265,35 +265,57 @@ def baseline_curve(w: Workload, seed: int, steps: int, eval_every: int, device: 
     return curve
 
 
+def _first_batch(w: Workload, device: str) -> torch.Tensor:
+    env = make(w.env["id"], **w.env["kwargs"])
+    x, _ = next(_batches(env, 0))
+    env.close()
+    return x.to(device)
+
+
+def _step_ms(layers: Sequence[dict[str, Any]], x: torch.Tensor, w: Workload, device: str,
+             repeats: int = 5) -> tuple[float, torch.Tensor]:
+    """Median ms of forward, backward and optimizer step of ``layers`` on ``x`` (after one warm-up), and their
+    output (the next stage's input)."""
+    torch.manual_seed(0)
+    module = build_stack(layers).to(device)
+    opt = build_optimizer(dict(w.optimizer), module.parameters())
+    with torch.no_grad():
+        out = module(x)
+    grad = torch.ones_like(out) / math.prod(out.shape)
+    times = []
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        module(x).backward(grad)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 1000 * sorted(times[1:])[len(times[1:]) // 2], out
+
+
 def stage_ms(w: Workload, device: str = "cpu", threads: int = 1, repeats: int = 5) -> float:
     """Milliseconds of forward, backward and Adam step of the slowest agent's layers alone (its thread share):
     what each stage's compute costs against the per-step floor of ``bench floor``."""
-    env = make(w.env["id"], **w.env["kwargs"])
-    x, y = next(_batches(env, 0))
-    env.close()
-    x, y = x.to(device), y.to(device)
-    worst = 0.0
+    x, worst = _first_batch(w, device), 0.0
     with pinned([], threads):
         for stack in w.stacks:
-            torch.manual_seed(0)
-            module = build_stack(stack).to(device)
-            opt = build_optimizer(dict(w.optimizer), module.parameters())
-            with torch.no_grad():
-                out_shape = module(x).shape
-            grad = torch.ones(out_shape, device=device) / math.prod(out_shape)
-            times = []
-            for _ in range(repeats + 1):
-                _sync(device)
-                t0 = time.perf_counter()
-                module(x).backward(grad)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-            worst = max(worst, 1000 * sorted(times[1:])[len(times[1:]) // 2])
-            with torch.no_grad():
-                x = module(x)
+            ms, x = _step_ms(stack, x, w, device, repeats)
+            worst = max(worst, ms)
     return worst
+
+
+def thread_scaling(w: Workload, cores: Sequence[int], device: str = "cpu", repeats: int = 5) -> tuple[float, float]:
+    """ms of one training step of the whole model with 1 torch thread and with one per core, on ``cores``: the
+    baseline's thread efficiency here and now. On a loaded machine the second can be several times the first
+    (threads of one parallel op wait for each other), which would make the baseline look slow: a check on the
+    conditions, recorded in the baseline's row."""
+    x = _first_batch(w, device)
+    with pinned(cores, 1):
+        one, _ = _step_ms(w.layers, x, w, device, repeats)
+    with pinned(cores, len(cores)):
+        every, _ = _step_ms(w.layers, x, w, device, repeats)
+    return one, every
 
 
 # -- the bench ----------------------------------------------------------------------------------------------------
@@ -343,6 +365,7 @@ def bench_one(w: Workload, seed: int, modes: Sequence[str], s: Settings, out: Pa
     device = pick_device(0, s.device)
     cores = agent_cores(w.agents)
     stage = stage_ms(w, device, max(1, len(cores) // w.agents))
+    one, every = thread_scaling(w, cores, device)
     with pinned(cores, len(cores)):
         base = baseline_curve(w, seed, s.steps, s.eval_every, device)
     threshold = base[-1][2]
@@ -350,6 +373,7 @@ def bench_one(w: Workload, seed: int, modes: Sequence[str], s: Settings, out: Pa
     wall = base[-1][0]
     rows = [_row(w, BASELINE, seed, device, base, threshold, base_t, wall, stage,
                  f"one process, {len(cores)} torch threads on cores {cores}")]
+    rows[0].update(step_ms_1_thread=one, step_ms_all_threads=every, thread_speedup=one / every if every else None)
     for mode in modes:
         if mode == BASELINE:
             continue

@@ -179,6 +179,7 @@ def test_speedup_cli_rows_and_figure(tmp_path):
         assert row["curve"] and all(0 <= acc <= 100 for _, _, acc in row["curve"])
     base = rows[0]
     assert base["threshold"] == base["curve"][-1][2] and base["ratio"] == 1.0
+    assert base["step_ms_1_thread"] > 0 and base["step_ms_all_threads"] > 0  # the conditions, recorded
     assert (tmp_path / "runs" / "speedup-mlp-n2.png").exists()
 
 
