@@ -46,7 +46,7 @@ gpu-check: setup data
 	$(BIN)/dnilab bench multiscale --set levels.slow.hidden=440 --set run.device=cpu --json $(GPU_OUT)/multiscale-cpu.json
 	$(BIN)/dnilab bench multiscale --set levels.slow.hidden=440 --set run.device=cuda --json $(GPU_OUT)/multiscale-cuda.json
 	$(BIN)/dnilab bench floor --json $(GPU_OUT)/floor.json
-	$(BIN)/dnilab bench speedup $(SPEEDUP_GPU_MLP) --modes torch,backprop,cdni --budget 1.5 --seeds 0 --agents 2,4,8 \
+	$(BIN)/dnilab bench speedup $(SPEEDUP_GPU_MLP) --steps 600 --modes torch,backprop,cdni --budget 1.5 --seeds 0 --agents 2,4,8 \
 		--out $(GPU_OUT)/speedup --json $(GPU_OUT)/speedup-cuda.json
 
 # Speed at equal accuracy (docs/RESULTS-bench.md, "Speed at equal accuracy"): seeds 0, 1, 2 fixed in advance.
