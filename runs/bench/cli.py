@@ -230,6 +230,10 @@ def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_e
         raise click.UsageError(str(err)) from None
     _emit("speedup: time to the one-process baseline's final accuracy (ratio = time / baseline's time)", rows,
           s.COLUMNS, "speedup", json_path, collected)
+    slow = [r for r in rows if (r.get("thread_speedup") or 1.0) < 1.0]
+    if slow:
+        _console().print(f"[bold]warning[/bold]: in {len(slow)} baseline(s) one torch thread per core was slower than "
+                         "one thread (thread_speedup < 1): the machine is loaded, these ratios are not a measurement")
 
 
 @bench.command()
