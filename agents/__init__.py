@@ -22,7 +22,8 @@ Public API (import from ``agents`` only):
   ``parse_recipe`` / ``validate_recurrent``; ``agent_recipe`` picks its part of a whole recipe).
 - runtime: ``NodeSpec``, ``Supervisor``, ``Outcome``, ``Recorder``, ``LocalLauncher``, ``InprocLauncher``,
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
-  ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
+  ``threads_per_agent`` / ``cores_per_agent`` (an agent's torch threads and the cores it may be pinned to),
+  ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
   ``write_checkpoint`` (where every agent's checkpoint lives in a run folder), ``atomic_writer`` (every record file
   is written whole or not at all).
 - diagnosis: ``run_reference`` / ``ReferenceConfig`` (a one-process DNI chain with the true gradient at hand:
@@ -49,7 +50,7 @@ from .config import (
     describe_error,
 )
 from .curriculum import CurriculumConfig
-from .devices import pick_device, placement, threads_per_agent
+from .devices import cores_per_agent, pick_device, placement, threads_per_agent
 from .dni_reference import ReferenceConfig, run_reference, summarize_probes
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
@@ -136,6 +137,7 @@ __all__ = [
     "build_optimizer",
     "check_config",
     "checkpoint_path",
+    "cores_per_agent",
     "curve_wiring",
     "describe_error",
     "level_macs",

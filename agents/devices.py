@@ -44,12 +44,25 @@ def threads_per_agent(n_agents: int) -> int:
     return max(1, cores // max(1, n_agents))
 
 
+def cores_per_agent(index: int, n_agents: int) -> tuple[int, ...]:
+    """The cores agent ``index`` of ``n_agents`` is pinned to: an equal, disjoint share of this process's cores
+    (the same share ``threads_per_agent`` counts), or one core shared round-robin when agents outnumber cores."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if n_agents >= len(cores):
+        return (cores[index % len(cores)],)
+    share = len(cores) // max(1, n_agents)
+    return tuple(cores[index * share:(index + 1) * share])
+
+
 def placement(module: torch.nn.Module) -> dict[str, Any]:
-    """Where a module's parameters really are, read inside the agent's own process, and on CUDA the peak memory
-    that process allocated: the records then show placement, not just the device string a recipe asked for."""
+    """Where a module's parameters really are and the cores its process may use, read inside the agent's own
+    process, and on CUDA the peak memory that process allocated: the records then show placement, not just the
+    device string a recipe asked for."""
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     out: dict[str, Any] = {"placed": str(device)}
+    if hasattr(os, "sched_getaffinity"):
+        out["cpus"] = sorted(os.sched_getaffinity(0))  # the cores this process may run on (pinned or all)
     if device.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out

@@ -6,7 +6,9 @@ One training step for step id ``s`` (see DESIGN.md, "One step across an edge"):
    ``forward = "synthetic"`` edge when the real one has not arrived, I(x_s);
 2. ``h = f(x)``; a head computes its loss; a stage takes M(h[, y]) from each ``dni``/``cdni`` out-edge
    and updates at once, or waits for the true gradient on a ``backprop`` out-edge (update-locked);
-3. send ``act(h, s)`` forward and the bootstrapped target ``dL/dx`` back to the sender.
+3. send ``act(h, s)`` forward and the bootstrapped target ``dL/dx`` back to the sender. When that target leaves
+   in the same step (a head, or a stage without ``backprop`` out-edges), it also carries the credits of the
+   steps consumed (meta ``acks``) instead of one ack message per step: one message per step fewer each way.
 
 Targets arriving later train M; real activations arriving later train I. Every store is bounded.
 """
@@ -75,6 +77,13 @@ class FeedForwardAgent(TrainingAgent):
         # free-running: the budget is this agent's own `steps` updates; then it tells the environment and keeps
         # forwarding real activations (no learning) so that its neighbours still see real inputs
         self.free_running = free_running
+        # credits ride on the target when it leaves in the same step as the ack would (never wait on a true gradient)
+        # (not with a delayed target: it leaves only when the targets for this agent's output are back)
+        synthetic_out = any(e.backward in ("dni", "cdni") for e in self.out_edges)
+        self.acks_ride = (self.in_edge.sends_targets and self.in_edge.forward == "real"
+                          and not any(e.backward == "backprop" for e in self.out_edges)
+                          and not (synthetic_out and self.in_edge.sg_target == "delayed"))
+        self.riding: list[int] = []  # steps whose credit goes back with the next target
 
     # -- set-up ---------------------------------------------------------------------------------
     def expectations(self) -> Expectations:
@@ -182,6 +191,9 @@ class FeedForwardAgent(TrainingAgent):
             if msg.step > self.last_step:
                 self.acts.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.TARGET:
+            acks = msg.meta.get("acks")
+            if acks:
+                self.inflight[msg.edge] -= len(acks)
             t0 = time.monotonic()
             self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
             self.busy_s += time.monotonic() - t0  # M's learning step or the held step's backward: work too
@@ -280,7 +292,9 @@ class FeedForwardAgent(TrainingAgent):
         for s in older:
             self._driver().pop(s)
         # skipped steps return their credit too, or the sender would stall
-        if not self.synthetic_in:
+        if self.acks_ride:
+            self.riding = [*older, step]
+        elif not self.synthetic_in:
             self._ack(self.in_edge.sender, self.in_edge.name, [*older, step])
         if self.ack_inputs:
             self._ack(ENV, f"{ENV}->{self.name}", [*older, step])
@@ -371,8 +385,10 @@ class FeedForwardAgent(TrainingAgent):
             return
         if grad is None:  # nothing reached this agent (all out-edges 'none'): an honest zero target
             grad = torch.zeros_like(like)
+        meta = {"acks": self.riding} if self.riding else {}
+        self.riding = []
         self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, step,
-                                                  [grad.detach()]))
+                                                  [grad.detach()], meta))
 
     def _ack(self, sender: str, edge: str, steps: list[int]) -> None:
         """Return the credit of these steps to the node that sent them."""

@@ -36,6 +36,7 @@ class NodeSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     threads: int = 1
+    cpus: tuple[int, ...] = ()  # cores this process may run on (os.sched_setaffinity); empty = any
     required: bool = False   # the run completes when every required node says "complete"
     num_cpus: float = 1.0
     num_gpus: float = 0.0
@@ -78,6 +79,8 @@ def serve(spec: NodeSpec, wiring: Wiring, parent_pid: int | None = None, ctx: zm
     """Run one node until the supervisor stops it. Returns the exit status (0 = clean)."""
     import torch
 
+    if spec.cpus and hasattr(os, "sched_setaffinity"):  # before torch starts its thread pool, which inherits it
+        os.sched_setaffinity(0, spec.cpus)
     torch.set_num_threads(spec.threads)
     own_ctx = ctx is None
     ctx = ctx or zmq.Context()

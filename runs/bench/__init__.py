@@ -8,6 +8,9 @@ machines these run on are shared and noisy: absolute numbers drift, ratios measu
 - ``pipeline``: N sleeping agents in a chain, backprop vs dni vs complete unlock (ideal speed-up N).
 - ``compute``: real MNIST FCN compute, cdni vs backprop, and processes vs one process.
 - ``fused``: the FCN as one dnilab agent vs a plain PyTorch loop.
+- ``speedup``: speed at equal accuracy: the time a model split into N agents (backprop, dni, cdni, complete unlock)
+  takes to reach the final accuracy of the same model trained in one process with all their cores.
+- ``floor``: the host time of one agent step with a tiny module (the per-step overhead), with a profile.
 - ``memory``: peak RSS per agent and of the supervisor; bounded buffers under a slowed agent.
 - ``multiscale``: multi-timescale controllers (backprop / DNI / cDNI recipes): ms per step, each process's CPU and
   work ms per step, and the floors they set for a system whose agents never wait.

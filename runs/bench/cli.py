@@ -187,6 +187,80 @@ def multiscale(recipes: str | None, steps: int, overrides: tuple[str, ...], out:
           "multiscale", json_path, collected)
 
 
+@bench.command()
+@click.option("--models", default="mlp,cnn", show_default=True, help="mlp (MNIST), cnn (generated [3,32,32] images).")
+@click.option("--agents", "agents", default="2", show_default=True, help="Numbers of agents N.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds; each runs every system.")
+@click.option("--modes", default="torch,backprop,dni,cdni,unlock", show_default=True,
+              help="Systems; torch (the one-process loop) always runs: its final accuracy is the threshold.")
+@click.option("--steps", default=600, show_default=True, help="Training batches of the one-process baseline.")
+@click.option("--eval-every", default=50, show_default=True, help="Batches between evaluations (every system).")
+@click.option("--budget", default=2.0, show_default=True, help="Other systems train this times the baseline's time.")
+@click.option("--width", default=512, show_default=True, help="mlp: units per layer.")
+@click.option("--channels", default=16, show_default=True, help="cnn: channels of the first block (doubled per pool).")
+@click.option("--layers-per-agent", default=2, show_default=True, help="Layers each agent owns.")
+@click.option("--batch", type=int, default=None, help="Examples per batch [default: 256 mlp, 32 cnn].")
+@click.option("--data-limit", type=int, default=None, help="Fewer training examples (a smoke run).")
+@click.option("--eval-limit", type=int, default=None, help="Fewer test examples [default: 2048 mlp, 1024 cnn].")
+@click.option("--launcher", type=click.Choice(["local", "inproc"]), default="local", show_default=True,
+              help="inproc: every agent in this process (a smoke run, not a measurement).")
+@click.option("--figures", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNGs, one per model and N [default: the --out folder, if given].")
+@device_option
+@out_option
+@json_option
+def speedup(models: str, agents: str, seeds: str, modes: str, steps: int, eval_every: int, budget: float, width: int,
+            channels: int, layers_per_agent: int, batch: int | None, data_limit: int | None, eval_limit: int | None,
+            launcher: str,
+            figures: str | None, device: str, out: str | None, json_path: str | None,
+            collected: list[Row] | None = None) -> None:
+    """Speed at equal accuracy: time for each system to reach the one-process baseline's final accuracy."""
+    from . import speedup as s
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    settings = s.Settings(steps=steps, eval_every=eval_every, budget=budget, device=device, launcher=launcher,
+                          width=width, channels=channels, layers_per_agent=layers_per_agent, batch=batch,
+                          data_limit=data_limit,
+                          eval_limit=eval_limit)
+    figs = figures or out
+    try:
+        rows = s.bench_speedup([m.strip() for m in models.split(",")], _ints(agents), _ints(seeds), chosen, settings,
+                               Path(out) if out else None, Path(figs) if figs else None)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    _emit("speedup: time to the one-process baseline's final accuracy (ratio = time / baseline's time)", rows,
+          s.COLUMNS, "speedup", json_path, collected)
+    slow = [r for r in rows if (r.get("thread_speedup") or 1.0) < 1.0]
+    if slow:
+        _console().print(f"[bold]warning[/bold]: in {len(slow)} baseline(s) one torch thread per core was slower than "
+                         "one thread (thread_speedup < 1): the machine is loaded, these ratios are not a measurement")
+
+
+@bench.command()
+@click.option("--agents", "n_agents", default=2, show_default=True, help="N of the chain.")
+@click.option("--modes", default="dni,backprop", show_default=True, help="Edges: dni, backprop, unlock.")
+@click.option("--steps", default=2000, show_default=True, help="Training steps per run.")
+@click.option("--profile/--no-profile", default=True, show_default=True,
+              help="Also run under cProfile in every agent process: where a step's time goes.")
+@out_option
+@json_option
+def floor(n_agents: int, modes: str, steps: int, profile: bool, out: str | None, json_path: str | None,
+          collected: list[Row] | None = None) -> None:
+    """The host time of an agent step with a tiny module (the per-step overhead), and a profile of it."""
+    from . import floor as f
+
+    rows, parts = f.bench_floor(n_agents, tuple(m.strip() for m in modes.split(",")), steps,
+                                Path(out) if out else None, profile)
+    _emit("floor: CPU ms per agent step, tiny modules (the framework's own cost)", rows, f.COLUMNS, "floor", None,
+          collected)
+    if parts:
+        _emit("floor: where a step's time goes (cProfile, own time per step; slower than unprofiled)", parts,
+              f.PART_COLUMNS, "floor-profile", None, collected)
+    if json_path:
+        write_json(json_path, [{"bench": "floor", **r} for r in rows]
+                   + [{"bench": "floor-profile", **r} for r in parts])
+
+
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")

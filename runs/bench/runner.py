@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import psutil
 import zmq
 
-from agents import Supervisor
+from agents import ENV, NodeSpec, Supervisor, cores_per_agent
 
 from ..execute import make_launcher, node_specs_for, plan_recipe
 from ..records import RunRecords, new_run_dir, read_jsonl
@@ -141,9 +142,19 @@ def span_rate(first: dict[str, Any], last: dict[str, Any], key: str = "steps") -
     return (last[key] - first[key]) / max(last["time"] - first["time"], 1e-9)
 
 
+def pin_agents(specs: list[NodeSpec]) -> None:
+    """Give every agent (not the environment node) its own cores, and as many torch threads as cores."""
+    agents = [spec for spec in specs if spec.name != ENV]
+    for i, spec in enumerate(agents):
+        spec.cpus = cores_per_agent(i, len(agents))
+        spec.threads = len(spec.cpus)
+
+
 def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[str, Any]]] | None = None,
-               sample_s: float = 0.2) -> RunResult:
-    """Run ``recipe`` (any ``run.kind``) to the end in ``out``; raise RuntimeError if it did not complete."""
+               sample_s: float = 0.2, pin: bool = False, patch: Callable[[NodeSpec], None] | None = None
+               ) -> RunResult:
+    """Run ``recipe`` (any ``run.kind``) to the end in ``out``; raise RuntimeError if it did not complete.
+    ``pin`` pins each agent process to its own cores; ``patch`` may change each node's spec before it starts."""
     recipe, plan = plan_recipe(copy.deepcopy(recipe), default_name="bench")
     run_dir = new_run_dir(recipe["run"]["name"], out)
     records = RunRecords(run_dir, recipe, None)
@@ -152,6 +163,10 @@ def run_recipe(recipe: dict[str, Any], out: Path, stacks: dict[str, list[dict[st
         if stacks and spec.name in stacks:
             spec.factory = FACTORY
             spec.kwargs["layers"] = stacks[spec.name]
+        if patch is not None:
+            patch(spec)
+    if pin and recipe["run"]["launcher"] != "inproc":
+        pin_agents(specs)
     ctx = zmq.Context()
     launcher = make_launcher(recipe, ctx)
     # a generous start-up limit: 17 processes importing torch on 2 busy cores take minutes

@@ -5,13 +5,14 @@ The CUDA test runs only where a GPU is visible (skipped here and in CI); it is t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from agents import pick_device, placement
+from agents import cores_per_agent, pick_device, placement
 from runs import execute, prepare
 from tests.runs.conftest import MULTISCALE_TINY_NET, TINY
 
@@ -37,8 +38,20 @@ def test_pick_device_rejects_what_this_machine_cannot_give() -> None:
 
 
 def test_placement_reads_the_parameters() -> None:
-    assert placement(nn.Linear(3, 2)) == {"placed": "cpu"}
-    assert placement(nn.ReLU()) == {"placed": "cpu"}  # nothing to place: CPU, no GPU memory claimed
+    cpus = sorted(os.sched_getaffinity(0))
+    assert placement(nn.Linear(3, 2)) == {"placed": "cpu", "cpus": cpus}
+    assert placement(nn.ReLU()) == {"placed": "cpu", "cpus": cpus}  # nothing to place: CPU, no GPU memory claimed
+
+
+def test_cores_per_agent_are_disjoint_shares_or_round_robin() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    for n in range(1, 2 * len(cores) + 1):
+        shares = [cores_per_agent(i, n) for i in range(n)]
+        assert all(shares) and all(set(s) <= set(cores) for s in shares)
+        if n <= len(cores):  # an equal, disjoint share each
+            assert len({c for s in shares for c in s}) == sum(map(len, shares)) == n * (len(cores) // n)
+        else:  # more agents than cores: one core each, in turn
+            assert [s[0] for s in shares] == [cores[i % len(cores)] for i in range(n)]
 
 
 @CUDA

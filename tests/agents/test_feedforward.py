@@ -112,3 +112,40 @@ def test_a_delayed_target_goes_back_when_the_true_gradient_for_the_output_arrive
     agent.module(xr).backward(delta)  # a train-mode pass, as the wave takes it
     assert sent.step == 0 and torch.allclose(sent.tensors[0], xr.grad, atol=1e-6)
     assert agent.sg["l2->head"].trained == 1        # and l2's own M learned from the same target
+
+
+@pytest.mark.parametrize("backward", ["dni", "backprop"])
+def test_credits_ride_on_the_target_of_the_same_step(backward: str) -> None:
+    """A head sends no ack messages: its target carries the credits of the steps it consumed (a skipped older
+    step too), and the sender takes them back from the target."""
+    head, rt = chain_agent("head", backward)
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 1):
+        head.on_message(Message(Kind.ACT, "l1", "l1->head", step, [torch.randn(B, FEATURES, generator=gen)]))
+    head.on_message(Message(Kind.LABEL, "env", "env->head", 1, [torch.zeros(B, dtype=torch.long)]))
+    while head.work():  # step 0 has no label: step 1 is trained, step 0 skipped
+        pass
+    sent = [m for _, m in rt.sent]
+    assert not [m for m in sent if m.meta.get("verb") == "ack"]
+    assert [m.meta["acks"] for m in sent if m.kind is Kind.TARGET] == [[0, 1]]
+
+    l1, _ = chain_agent("l1", "dni")
+    l1.inflight["l1->head"] = 2
+    l1.on_message(Message(Kind.TARGET, "head", "l1->head", 1, [torch.zeros(B, FEATURES)], {"acks": [0, 1]}))
+    assert l1.inflight["l1->head"] == 0
+
+
+def test_a_stage_waiting_on_a_true_gradient_acks_at_once() -> None:
+    """Its target leaves only when the gradient (or, with a delayed target, the target for its output) comes back
+    from downstream: the credit must not wait that long."""
+    specs = [AgentSpec("l1", {"type": "linear", "in": 6, "out": FEATURES}, in_shape=(6,), out_shape=(FEATURES,)),
+             AgentSpec("l2", {"type": "linear", "in": FEATURES, "out": FEATURES}, in_shape=(FEATURES,),
+                       out_shape=(FEATURES,)),
+             AgentSpec("head", {"type": "head", "in": FEATURES, "classes": CLASSES}, in_shape=(FEATURES,),
+                       out_shape=(CLASSES,), head=True)]
+    for backward, target, rides in (("backprop", "bootstrap", False), ("dni", "bootstrap", True),
+                                    ("dni", "delayed", False)):
+        edges = [EdgeSpec("env", "l1"), EdgeSpec("l1", "l2", backward="dni", synthesizer={"target": target}),
+                 EdgeSpec("l2", "head", backward=backward)]
+        graph = Graph(specs, edges, (6,), CLASSES)
+        assert FeedForwardAgent(graph.agent("l2"), graph).acks_ride is rides

@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from runs.bench import compute, fused, memory, multiscale, pipeline, transport
+from runs.bench import compute, floor, fused, memory, multiscale, pipeline, speedup, transport
 from runs.bench.cli import _sizes, bench
-from runs.bench.envs import RandomBatches
+from runs.bench.envs import RandomBatches, ShapesImages
 from runs.bench.runner import run_recipe, steady_rate
 from runs.bench.stacks import split_fcn
 from runs.bench.table import markdown_table, write_json
@@ -90,6 +90,17 @@ def test_multiscale_rows(tmp_path):
     assert set(multiscale.columns(rows)) <= set(rows[0]) | {"bench"}
 
 
+def test_pin_agents_gives_each_agent_its_share_and_leaves_the_env_alone():
+    from agents import NodeSpec, cores_per_agent
+    from runs.bench.runner import pin_agents
+
+    specs = [NodeSpec("env", "x"), NodeSpec("l1", "x", threads=9), NodeSpec("head", "x", threads=9)]
+    pin_agents(specs)
+    assert specs[0].cpus == () and specs[0].threads == 1
+    assert [s.cpus for s in specs[1:]] == [cores_per_agent(0, 2), cores_per_agent(1, 2)]
+    assert [s.threads for s in specs[1:]] == [len(cores_per_agent(0, 2)), len(cores_per_agent(1, 2))]
+
+
 def test_steady_rate_skips_warm_up():
     rows = [{"time": 0.0, "steps": 0}, {"time": 1.0, "steps": 1}, {"time": 2.0, "steps": 11},
             {"time": 3.0, "steps": 21}]
@@ -144,3 +155,92 @@ def test_bench_rejects_a_device_or_recipe_it_cannot_run_before_starting() -> Non
                  ["bench", "multiscale", "--steps", "10", "--set", 'levels.slow.device="cuda:99"']):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and "device" in result.output, args  # a usage error, no traceback
+
+
+SPEEDUP_KEYS = ("mode", "agents", "device", "time_to_target_s", "ratio", "seed", "model", "threshold", "curve")
+
+
+def test_speedup_cli_rows_and_figure(tmp_path):
+    """A smoke run in one process (tiny MLP, a few batches): the baseline row and a cdni row with the keys the
+    issue asks for, the baseline's ratio 1, and one figure for the model and N."""
+    _mnist_or_skip()
+    path = tmp_path / "s.json"
+    result = CliRunner().invoke(bench, [
+        "speedup", "--models", "mlp", "--agents", "2", "--modes", "torch,cdni", "--steps", "6", "--eval-every", "3",
+        "--width", "16", "--layers-per-agent", "1", "--data-limit", "512", "--eval-limit", "128",
+        "--launcher", "inproc", "--device", "cpu", "--out", str(tmp_path / "runs"), "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(path.read_text())
+    assert [r["mode"] for r in rows] == ["torch", "cdni"]
+    for row in rows:
+        missing = [k for k in SPEEDUP_KEYS if k not in row]
+        assert not missing, f"row lacks {missing}"
+        assert row["model"] == "mlp" and row["agents"] == 2 and row["device"] == "cpu" and row["seed"] == 0
+        assert row["curve"] and all(0 <= acc <= 100 for _, _, acc in row["curve"])
+    base = rows[0]
+    assert base["threshold"] == base["curve"][-1][2] and base["ratio"] == 1.0
+    assert base["step_ms_1_thread"] > 0 and base["step_ms_all_threads"] > 0  # the conditions, recorded
+    assert (tmp_path / "runs" / "speedup-mlp-n2.png").exists()
+
+
+def test_speedup_time_to_target_and_run_clock(tmp_path):
+    from runs.bench.runner import RunResult, Sampler
+
+    curve = [(1.0, 10, 50.0), (2.0, 20, 80.0), (3.0, 30, 79.0)]
+    assert speedup.time_to_target(curve, 80.0) == 2.0 and speedup.time_to_target(curve, 81.0) is None
+    # the environment started sending at supervisor time 5.0: evaluations are timed from there
+    metrics = {"env": [{"time": 6.0, "wall_s": 0.9}, {"time": 7.0, "wall_s": 2.0}],
+               "eval": [{"time": 8.0, "at": 20, "test_error": 25.0}]}
+    assert speedup.run_curve(RunResult(tmp_path, {}, Sampler(tmp_path), metrics)) == [(3.0, 20, 75.0)]
+
+
+def test_speedup_workloads_split_into_agents_whose_recipes_check():
+    """Each agent's stand-in module has its stack's shapes (the graph infers them from it), for both models."""
+    import torch
+
+    from runs.bench.stacks import build_stack
+    from runs.execute import plan_recipe
+
+    for w in (speedup.mlp_workload(3, width=8), speedup.cnn_workload(3, channels=4, train_examples=64)):
+        _, graph = plan_recipe(speedup.system_recipe(w, "cdni", 0, 1.0, 5, 10, "inproc", "cpu"))
+        assert w.agents == 3 and len(w.layers) == 6 + (w.model == "cnn")
+        for spec, stack in zip(graph.agents, w.stacks):
+            out = build_stack(stack).eval()(torch.zeros(2, *spec.in_shape))
+            assert tuple(out.shape[1:]) == spec.out_shape
+    assert speedup.cnn_workload(2).unlock_note and not speedup.mlp_workload(2).unlock_note
+
+
+def test_speedup_rejects_unknown_modes_and_models_before_running():
+    result = CliRunner().invoke(bench, ["speedup", "--modes", "torch,fast"])
+    assert result.exit_code == 2 and "modes" in result.output
+    result = CliRunner().invoke(bench, ["speedup", "--models", "rnn"])
+    assert result.exit_code == 2 and "models" in result.output
+
+
+def test_shapes_images_env():
+    env = ShapesImages(batch_size=4, split="test", examples=6)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4, 3, 32, 32) and info["target"].shape == (4,)
+    obs, _, terminated, _, _ = env.step(None)
+    assert obs.shape[0] == 2 and not terminated
+    assert env.step(None)[2] is True
+    train = ShapesImages(batch_size=4, examples=8)
+    assert all(train.step(None)[0].shape == (4, 3, 32, 32) for _ in range(5))  # epochs wrap, full batches only
+
+
+def test_floor_parts_from_a_profile(tmp_path):
+    """The profile of a step is split into parts by file and function (own time, per step)."""
+    import cProfile
+
+    from interfaces import Kind, Message, encode
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(20):
+        encode(Message(Kind.ACT, "a", "a->b", 1, []))
+    prof.disable()
+    prof.dump_stats(str(tmp_path / "p.pstats"))
+    parts, top = floor.shares(tmp_path / "p.pstats", steps=20)
+    assert parts.get("send: encode", 0) > 0 and top
+    assert floor.part_of("/x/interfaces/wire.py", "decode") == "receive: decode + validate"
+    assert floor.part_of("/x/zmq/sugar/poll.py", "poll") == "waiting (poll)"
