@@ -17,6 +17,7 @@ import torch
 
 from interfaces import Expectations, Kind, Message
 
+from .checkpoints import checkpoint_path, write_checkpoint
 from .graph import ENV, Graph
 from .node import Node
 
@@ -38,7 +39,8 @@ class EnvNode(Node):
 
     def __init__(self, graph: Graph, env_id: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any],
                  steps: int, seconds: float = 0.0, seed: int = 0, eval_every: int = 0, window: int = 4,
-                 metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False) -> None:
+                 metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False,
+                 run_dir: str | None = None, checkpoint_every: int = 0, resume: bool = False) -> None:
         self.graph = graph
         self.env_id = env_id
         self.env_kwargs = env_kwargs
@@ -57,6 +59,12 @@ class EnvNode(Node):
         self.paced = self.fed + (self.broadcast if pace_all else [])
         self.labelled = [n for n in names if graph.needs_labels(n)]
         self.heads = graph.heads()
+        self.run_dir = run_dir
+        self.checkpoint_every = checkpoint_every
+        self.saved: dict[str, Any] | None = None  # the checkpoint to resume from
+        if resume and run_dir and checkpoint_path(run_dir, ENV).is_file():
+            self.saved = torch.load(checkpoint_path(run_dir, ENV), map_location="cpu", weights_only=True)
+        self.resumed_step = self.saved["step"] if self.saved else None
 
     def expectations(self) -> Expectations:
         expect = Expectations()
@@ -81,10 +89,45 @@ class EnvNode(Node):
         self.info: dict[str, Any] = {}
         self.t_start = time.monotonic()
         self.t_report = self.t_start
+        self.down: set[str] = set()  # agents being restarted: not sent to, not waited for
+        if self.saved:
+            self._fast_forward(self.saved)
+
+    def _fast_forward(self, saved: dict[str, Any]) -> None:
+        """Continue from a checkpoint: replay the environment to its step (the same batches follow, seeded)."""
+        for _ in range(saved["step"]):
+            self.obs, self.info = self._next_batch()
+        self.step, self.round = saved["step"], saved["round"]
+        self.t_start -= saved.get("elapsed_s", 0.0)
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir:
+            write_checkpoint(self.run_dir, ENV, {"agent": ENV, "step": self.step, "round": self.round,
+                                                "elapsed_s": time.monotonic() - self.t_start})
+
+    def on_stop(self) -> dict[str, Any]:
+        if hasattr(self, "step") and not self.done:  # started, not finished: where to resume
+            self.save_checkpoint()
+        return {}
+
+    def on_peer(self, peer: str, up: bool) -> None:
+        if peer not in self.peers():
+            return
+        if up:
+            self.down.discard(peer)
+        else:
+            self.down.add(peer)
+        if peer in self.inflight:
+            self.inflight[peer] = 0  # acks of what it held will never come
+
+    def _send(self, peer: str, msg: Message) -> None:
+        if peer not in self.down:
+            self.rt.send(peer, msg)
 
     def on_message(self, msg: Message) -> None:
         if msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
-            self.inflight[msg.edge.split("->")[1]] -= 1
+            peer = msg.edge.split("->")[1]
+            self.inflight[peer] = max(0, self.inflight[peer] - 1)
 
     def _budget_left(self) -> bool:
         if self.seconds and time.monotonic() - self.t_start >= self.seconds:
@@ -94,7 +137,7 @@ class EnvNode(Node):
     def work(self) -> bool:
         if self.done:
             return False
-        quiet = all(n == 0 for n in self.inflight.values())
+        quiet = all(n == 0 for n in self.inflight.values()) and not self.down  # evaluate the whole system only
         if not self._budget_left():
             if not quiet:
                 return False  # let the consumers catch up so the final evaluation sees the trained system
@@ -107,9 +150,11 @@ class EnvNode(Node):
                 return False
             self._evaluate(final=False)
             return True
-        if any(n >= self.window for n in self.inflight.values()):
+        if any(n >= self.window for p, n in self.inflight.items() if p not in self.down):
             return False
         self._send_batch()
+        if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            self.save_checkpoint()
         return True
 
     def round_due(self) -> bool:
@@ -133,14 +178,15 @@ class EnvNode(Node):
         x = _tensor(self.obs).float()
         y = _tensor(self.info["target"]).long()
         for n in self.fed:
-            self.inflight[n] += 1
-            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
-        for n in self.broadcast:
-            if n in self.inflight:
+            if n not in self.down:
                 self.inflight[n] += 1
-            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+        for n in self.broadcast:
+            if n in self.inflight and n not in self.down:
+                self.inflight[n] += 1
+            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
         for n in self.labelled:
-            self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
+            self._send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
         self.step += 1
         if self.step % self.metrics_every == 0:
             now = time.monotonic()

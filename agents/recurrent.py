@@ -79,7 +79,8 @@ KNOWN_ENVS: dict[str, tuple[str, frozenset[str]]] = {
 # [run] keys the runtime may carry that this agent ignores.
 RUNTIME_RUN_KEYS = frozenset(
     {"name", "description", "notes", "tags", "out", "out_dir", "timeout_s", "threads", "seconds",
-     "launcher", "transport", "window", "capacity", "metrics_every", "address", "keys", "pace"}
+     "launcher", "transport", "window", "capacity", "metrics_every", "address", "keys", "pace",
+     "checkpoint_every", "restarts"}
 )
 
 

@@ -115,7 +115,8 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     launcher = make_launcher(recipe, ctx)
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
     supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
-    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
+    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, restarts=recipe["run"]["restarts"],
+                            **supervisor_kwargs)
     with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, sigterm_stops_the_run():
         records.listeners.append(bar)
         outcome = supervisor.run()

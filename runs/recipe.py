@@ -23,7 +23,7 @@ class RecipeError(ValueError):
 RUN_DEFAULTS: dict[str, Any] = {
     "name": "", "kind": "feedforward", "steps": 1000, "seconds": 0.0, "seed": 0, "eval_every": 0,
     "launcher": "local", "transport": "ipc", "device": "auto", "window": 4, "capacity": 0,
-    "metrics_every": 50, "address": "", "pace": "fastest",
+    "metrics_every": 50, "address": "", "pace": "fastest", "checkpoint_every": 0, "restarts": 0,
 }
 
 # section -> key -> expected type(s); "any" tables are checked by the code that consumes them
@@ -32,7 +32,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "eval_every": int, "launcher": str, "transport": str, "device": str, "window": int,
             "capacity": int, "metrics_every": int, "address": str, "description": str,
             "log_every": int, "eval_chars": int,  # these two: recurrent recipes only
-            "keys": str, "pace": str},  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
+            "keys": str, "pace": str,  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
+            "checkpoint_every": int, "restarts": int},  # fault tolerance: docs/FAULTS.md
     "env": {"id": str, "kwargs": dict, "eval": dict},
     "model": {"kind": str, "depth": int, "hidden": int, "channels": list, "classes": int},
     "defaults": {"agent": dict, "edge": dict},
@@ -123,7 +124,8 @@ def check_common(recipe: dict[str, Any]) -> dict[str, Any]:
     for key in ("steps", "window", "metrics_every"):
         if run[key] < 1:
             raise RecipeError(f"run.{key}: must be >= 1, got {run[key]}")
-    for key in ("seconds", "eval_every", "capacity"):  # capacity 0: sized from the chain (agents.store_capacity)
+    # capacity 0: sized from the chain (agents.store_capacity)
+    for key in ("seconds", "eval_every", "capacity", "checkpoint_every", "restarts"):
         if run[key] < 0:
             raise RecipeError(f"run.{key}: must be >= 0, got {run[key]}")
     if "env" not in recipe or "id" not in recipe["env"]:

@@ -84,6 +84,8 @@ class RunRecords:
         self.latest: dict[str, dict[str, Any]] = {}
         self.done_stats: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+        self.rejected: dict[str, dict[str, dict[str, Any]]] = {}  # receiver -> claimed sender -> count, reason
+        self.restarts: list[dict[str, Any]] = []
         self.listeners: list = []
         self._files: dict[str, Any] = {}
         self._write_meta()
@@ -109,6 +111,17 @@ class RunRecords:
             row = {"step": step, "time": elapsed, **values}
             self.latest[sender] = row
             self._append(sender, row)
+            self._count_rejections(sender, values)
+        elif verb == "rejected":
+            entry = self.rejected.setdefault(sender, {}).setdefault(str(values.get("sender")), {"count": 1})
+            entry["count"] = max(entry["count"], int(values.get("count", 1)))
+            if "reason" in values:
+                entry.setdefault("reason", values["reason"])
+                self._append("rejected", {"receiver": sender, "time": elapsed, **values})
+        elif verb == "restart":
+            row = {"agent": sender, "step": step, "time": elapsed, **values}
+            self.restarts.append(row)
+            self._append("restarts", row)
         elif verb == "eval":
             row = {"agent": sender, "step": step, "time": elapsed, **values}
             self.evals.append(row)
@@ -117,10 +130,18 @@ class RunRecords:
                 self.final_eval = {k: v for k, v in values.items() if k not in ("final", "round", "at")}
         elif verb == "done":
             self.done_stats[sender] = values
+            self._count_rejections(sender, values)
         elif verb == "error":
             self.errors[sender] = values.get("traceback", "")
         for listener in self.listeners:
             listener(sender, verb, step, values)
+
+    def _count_rejections(self, receiver: str, values: dict[str, Any]) -> None:
+        """Metric columns ``rejected/<sender>`` carry a receiver's running count of rejected messages."""
+        for key, value in values.items():
+            if key.startswith("rejected/"):
+                entry = self.rejected.setdefault(receiver, {}).setdefault(key[len("rejected/"):], {"count": 0})
+                entry["count"] = max(entry["count"], int(value))
 
     def finish(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> dict:
         for f in self._files.values():
@@ -131,6 +152,10 @@ class RunRecords:
         self._write_meta()
         summary = {"status": status, "name": self.meta["name"], "eval": self.final_eval,
                    "wall_s": self.meta["wall_s"], "agents": self.done_stats, **(extra or {})}
+        if self.rejected:
+            summary["rejected"] = self.rejected
+        if self.restarts:
+            summary["restarts"] = self.restarts
         if error:
             summary["error"] = error
         write_json(self.path / "summary.json", summary)
