@@ -70,10 +70,10 @@ class NodeRuntime:
         self.outlets: dict[str, Outlet] = {}
         self.endpoints: dict[str, str] = {}
 
-    def connect(self, peers: dict[str, str], names: list[str]) -> None:
-        """Connect to these peers; a peer whose endpoint changed (it was restarted elsewhere) is reconnected."""
+    def connect(self, peers: dict[str, str], names: list[str], fresh: bool = False) -> None:
+        """Connect to these peers (``fresh``: anew, even at the same endpoint: a restarted peer's new inbox)."""
         for name in names:
-            if name not in peers or self.endpoints.get(name) == peers[name]:
+            if name not in peers or (self.endpoints.get(name) == peers[name] and not fresh):
                 continue
             if name in self.outlets:
                 self.outlets[name].close()
@@ -167,7 +167,7 @@ def deliver(node: Node, msg: Message) -> None:
         if verb == "stop":
             raise Stop()
         if verb == "rewire":
-            node.rt.connect(dict(msg.meta["peers"]), node.peers())
+            node.rt.connect(dict(msg.meta["peers"]), node.peers(), fresh=True)
         elif verb in ("peer_down", "peer_up"):
             node.on_peer(str(msg.meta.get("peer")), verb == "peer_up")
         return

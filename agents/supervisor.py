@@ -136,9 +136,7 @@ class Supervisor:
     def _connect(self, name: str) -> None:
         curve = self.wiring_extra.get(SUPERVISOR, {}).get("curve_clients", {}).get(name)
         old = self.outlets.get(name)
-        if old is not None:
-            if old.endpoint == self.endpoints[name]:
-                return
+        if old is not None:  # a restarted node: a fresh outlet even to the same endpoint (the old pipe is gone)
             old.close()
         self.outlets[name] = Outlet(self.ctx, self.endpoints[name], curve=curve)
 
@@ -180,7 +178,7 @@ class Supervisor:
             self.recorder.record(msg.sender, verb, msg.step, msg.meta)
             if self._may_restart(msg.sender):
                 return  # restarted once its process has exited
-            raise RunFailed(f"agent {msg.sender!r} failed:\n{msg.meta.get('traceback', '')}")
+            raise RunFailed(f"agent {msg.sender!r} failed{self._again(msg.sender)}:\n{msg.meta.get('traceback', '')}")
         if verb == "ready":
             self.endpoints[msg.sender] = msg.meta["endpoint"]
             meta = {**msg.meta, **self.launcher.describe(msg.sender)}
@@ -196,6 +194,10 @@ class Supervisor:
             self.done.add(msg.sender)
         self.recorder.record(msg.sender, verb, msg.step, msg.meta)
 
+    def _again(self, name: str) -> str:
+        n = self.restarted.get(name, 0)
+        return f" (restarted {n} time(s) already, run.restarts = {self.restarts})" if n else ""
+
     def _may_restart(self, name: str) -> bool:
         return self.by_name[name].restart_kwargs is not None and self.restarted.get(name, 0) < self.restarts
 
@@ -207,9 +209,8 @@ class Supervisor:
                     self._restart(name, code)
                     continue
                 where = self.launcher.describe(name)
-                again = f" (restarted {self.restarted[name]} time(s) already, run.restarts = {self.restarts})" \
-                    if self.restarted.get(name) else ""
-                raise RunFailed(f"agent {name!r} ({where}) exited with code {code} before the run ended{again}")
+                raise RunFailed(f"agent {name!r} ({where}) exited with code {code} before the run ended"
+                                f"{self._again(name)}")
             if name in self.restarting:
                 if now - self.restarting[name] > self.start_timeout_s:
                     raise RunFailed(f"agent {name!r} did not report READY within {self.start_timeout_s:.0f} s of "

@@ -4,6 +4,7 @@ per peer. Endpoints are inproc (one process), ipc (one machine) or tcp (several 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -280,7 +281,14 @@ class Inbox:
 
     def close(self) -> None:
         if not self._sock.closed:
+            endpoint = getattr(self, "endpoint", "")  # unset when the bind failed
+            if endpoint:  # unbind now: closing frees the address only later, on ZeroMQ's own thread
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.unbind(endpoint)
             self._sock.close()
+            if endpoint.startswith("ipc://"):  # ZeroMQ leaves the socket file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(endpoint[len("ipc://"):])
         if self._domain is not None:
             _Auth.release(self._ctx, self._domain)
             self._domain = None

@@ -110,3 +110,14 @@ class BabblingAgent(FeedForwardAgent):
             wrong_kind = stray_frames(self.name, f"{self.name}->x")[2:3]
             push_frames(self, wrong_kind * 12, [e.receiver for e in self.out_edges])
         super()._train_step(step)
+
+
+class CrashOnceAgent(FeedForwardAgent):
+    """Raises at its 25th training step, once per run folder (a marker file there remembers it)."""
+
+    def _train_step(self, step: int) -> None:
+        marker = self.run_dir / f".{self.name}-crashed"
+        if self.steps_done == 25 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("crash once: this agent died on purpose")
+        super()._train_step(step)

@@ -31,3 +31,24 @@ def test_a_peer_sending_malformed_messages_in_a_row_fails_the_run_naming_it(tmp_
     summary = _run(tmp_path / "run", 'overrides.l2.factory="tests.agents.helpers:BabblingAgent"')
     assert summary["status"] == "failed"
     assert "peer 'l2' sent 10 malformed messages in a row to 'l3'" in summary["error"]
+
+
+def test_a_dead_agent_is_restarted_from_its_checkpoint_and_the_run_goes_on(tmp_path: Path) -> None:
+    summary = _run(tmp_path / "run", 'overrides.l2.factory="tests.agents.helpers:CrashOnceAgent"',
+                   "run.restarts=1", "run.checkpoint_every=10")
+    assert summary["status"] == "completed", summary.get("error")
+    [restart] = summary["restarts"]
+    assert restart["agent"] == "l2" and restart["attempt"] == 1
+    assert restart["resumed_step"] >= 19  # its checkpoint at 20 steps, not a fresh start
+    assert restart["steps_lost"] >= 0
+    assert summary["agents"]["l1"]["steps"] == 40  # the dni sender kept training on M while l2 was down
+    assert summary["agents"]["l2"]["steps"] >= 30  # the restored counter went on from 20
+    assert (tmp_path / "run" / "metrics" / "restarts.jsonl").exists()
+
+
+def test_an_agent_that_dies_more_often_than_allowed_fails_the_run(tmp_path: Path) -> None:
+    summary = _run(tmp_path / "run", 'overrides.l2.factory="tests.agents.helpers:ExplodingAgent"',
+                   "run.restarts=1", "run.checkpoint_every=10")
+    assert summary["status"] == "failed"
+    assert "'l2'" in summary["error"] and "restarted 1 time(s) already, run.restarts = 1" in summary["error"]
+    assert len(summary["restarts"]) == 1
