@@ -71,14 +71,23 @@ def _clean(value: Any) -> Any:
 class RunRecords:
     """Writes one run folder; implements the supervisor's Recorder protocol."""
 
-    def __init__(self, path: Path, recipe: dict[str, Any], recipe_path: str | None = None) -> None:
+    def __init__(self, path: Path, recipe: dict[str, Any], recipe_path: str | None = None,
+                 resumed_from: str | None = None) -> None:
+        """``resumed_from``: the status of the run this one continues in the same folder (``dnilab resume``);
+        its records are kept and appended to, and meta.json lists every resumption."""
         self.path = path
         (path / "metrics").mkdir(parents=True, exist_ok=True)
-        (path / "recipe.toml").write_text(tomli_w.dumps(_clean(recipe)))
         self.t0 = time.monotonic()
         self.meta: dict[str, Any] = {"name": recipe["run"].get("name", ""), "recipe": recipe_path,
                                      "started": _now(), "ended": None, "git_commit": git_commit(),
                                      "host": socket.gethostname(), "versions": versions(), "agents": {}}
+        if resumed_from is None:
+            (path / "recipe.toml").write_text(tomli_w.dumps(_clean(recipe)))
+        else:
+            previous = json.loads((path / "meta.json").read_text())
+            resumptions = [*previous.get("resumptions", []), {"at": _now(), "after": resumed_from,
+                                                               "git_commit": self.meta["git_commit"]}]
+            self.meta = {**previous, "ended": None, "resumptions": resumptions}
         self.evals: list[dict[str, Any]] = []
         self.final_eval: dict[str, Any] = {}
         self.latest: dict[str, dict[str, Any]] = {}
@@ -152,6 +161,8 @@ class RunRecords:
         self._write_meta()
         summary = {"status": status, "name": self.meta["name"], "eval": self.final_eval,
                    "wall_s": self.meta["wall_s"], "agents": self.done_stats, **(extra or {})}
+        if "resumptions" in self.meta:
+            summary["resumptions"] = self.meta["resumptions"]
         if self.rejected:
             summary["rejected"] = self.rejected
         if self.restarts:
