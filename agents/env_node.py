@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from interfaces import Expectations, Kind, Message
 from .checkpoints import checkpoint_path, write_checkpoint
 from .graph import ENV, Graph
 from .node import Node
+
+RESENT_LABELS = 64  # more than the steps any agent can be ahead of a restarted one (window x agents)
 
 
 def load_factory(ref: str):  # noqa: ANN201 - any callable
@@ -90,6 +93,9 @@ class EnvNode(Node):
         self.t_start = time.monotonic()
         self.t_report = self.t_start
         self.down: set[str] = set()  # agents being restarted: not sent to, not waited for
+        # the latest labels: a labelled agent back from a restart gets them again, or it would wait forever for
+        # the labels of the steps its sender computes next (sent while it was down)
+        self.recent_labels: deque[tuple[int, torch.Tensor]] = deque(maxlen=RESENT_LABELS)
         if self.saved:
             self._fast_forward(self.saved)
 
@@ -111,10 +117,12 @@ class EnvNode(Node):
         return {}
 
     def on_peer(self, peer: str, up: bool) -> None:
-        if peer not in self.peers():
-            return
+        """Any node being down defers evaluations; a down peer is sent nothing and its credits are not waited for."""
         if up:
             self.down.discard(peer)
+            if peer in self.labelled:
+                for step, y in self.recent_labels:
+                    self._send(peer, Message(Kind.LABEL, ENV, f"{ENV}->{peer}", step, [y]))
         else:
             self.down.add(peer)
         if peer in self.inflight:
@@ -187,6 +195,7 @@ class EnvNode(Node):
             self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
         for n in self.labelled:
             self._send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
+        self.recent_labels.append((s, y))
         self.step += 1
         if self.step % self.metrics_every == 0:
             now = time.monotonic()
