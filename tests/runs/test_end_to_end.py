@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -86,8 +89,17 @@ def _as_from_a_terminal() -> None:
 
 
 def _sockets(run_dir: Path) -> Path:
-    """A temp folder of the run's own, where its ipc socket files live: none may be left there."""
-    return run_dir.parent / "tmp"
+    """A temp folder of the run's own, where its ipc socket files live: none may be left there (a short path:
+    ipc socket paths are limited to ~100 bytes)."""
+    return Path(tempfile.gettempdir()) / f"dnilab-test-{zlib.crc32(str(run_dir).encode()):08x}"
+
+
+def _no_socket_files_left(run_dir: Path) -> bool:
+    folder = _sockets(run_dir)
+    left = list(folder.glob("dnilab-*.sock"))
+    if not left:
+        shutil.rmtree(folder)  # torch keeps a cache there too
+    return not left
 
 
 def _start_run(run_dir: Path, *extra: str) -> subprocess.Popen:
@@ -125,7 +137,7 @@ def test_a_killed_agent_stops_the_run_within_seconds(run_dir: Path) -> None:
     assert summary(run_dir)["status"] == "failed"
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
     assert (run_dir / "checkpoints" / "head.pt").exists()  # the others saved on their way out
-    assert not list(_sockets(run_dir).glob("dnilab-*.sock"))  # the dead agent's socket file too
+    assert _no_socket_files_left(run_dir)  # the dead agent's socket file too
 
 
 def test_a_killed_agent_is_restarted_and_the_run_completes(run_dir: Path) -> None:
@@ -145,7 +157,7 @@ def test_a_killed_agent_is_restarted_and_the_run_completes(run_dir: Path) -> Non
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["agents"]["l2"]["pid"] != victim  # READY again, from a new process
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
-    assert not list(_sockets(run_dir).glob("dnilab-*.sock"))
+    assert _no_socket_files_left(run_dir)
 
 
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
@@ -163,4 +175,4 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_records(run_dir: Path, sig: i
     meta = json.loads((run_dir / "meta.json").read_text())
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
     assert all((run_dir / "checkpoints" / f"{a}.pt").exists() for a in ("l1", "l2", "l3", "head"))
-    assert not list(_sockets(run_dir).glob("dnilab-*.sock"))
+    assert _no_socket_files_left(run_dir)
