@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,11 @@ import torch
 
 from interfaces import Expectations, Kind, Message
 
+from .checkpoints import checkpoint_path, write_checkpoint
 from .graph import ENV, Graph
 from .node import Node
+
+RESENT_LABELS = 64  # more than the steps any agent can be ahead of a restarted one (window x agents)
 
 
 def load_factory(ref: str):  # noqa: ANN201 - any callable
@@ -39,7 +43,8 @@ class EnvNode(Node):
     def __init__(self, graph: Graph, env_id: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any],
                  steps: int, seconds: float = 0.0, seed: int = 0, eval_every: int = 0, window: int = 4,
                  metrics_every: int = 50, make: str = "environments:make", pace_all: bool = False,
-                 free_running: bool = False) -> None:
+                 free_running: bool = False, run_dir: str | None = None, checkpoint_every: int = 0,
+                 resume: bool = False) -> None:
         self.graph = graph
         self.env_id = env_id
         self.env_kwargs = env_kwargs
@@ -61,6 +66,12 @@ class EnvNode(Node):
         # free-running: the budget is every agent's own `steps` updates; batches flow until all say "done"
         self.free_running = free_running
         self.names = names
+        self.run_dir = run_dir
+        self.checkpoint_every = checkpoint_every
+        self.saved: dict[str, Any] | None = None  # the checkpoint to resume from
+        if resume and run_dir and checkpoint_path(run_dir, ENV).is_file():
+            self.saved = torch.load(checkpoint_path(run_dir, ENV), map_location="cpu", weights_only=True)
+        self.resumed_step = self.saved["step"] if self.saved else None
 
     def expectations(self) -> Expectations:
         expect = Expectations()
@@ -86,10 +97,50 @@ class EnvNode(Node):
         self.info: dict[str, Any] = {}
         self.t_start = time.monotonic()
         self.t_report = self.t_start
+        self.down: set[str] = set()  # agents being restarted: not sent to, not waited for
+        # the latest labels: a labelled agent back from a restart gets them again, or it would wait forever for
+        # the labels of the steps its sender computes next (sent while it was down)
+        self.recent_labels: deque[tuple[int, torch.Tensor]] = deque(maxlen=RESENT_LABELS)
+        if self.saved:
+            self._fast_forward(self.saved)
+
+    def _fast_forward(self, saved: dict[str, Any]) -> None:
+        """Continue from a checkpoint: replay the environment to its step (the same batches follow, seeded)."""
+        for _ in range(saved["step"]):
+            self.obs, self.info = self._next_batch()
+        self.step, self.round = saved["step"], saved["round"]
+        self.t_start -= saved.get("elapsed_s", 0.0)
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir:
+            write_checkpoint(self.run_dir, ENV, {"agent": ENV, "step": self.step, "round": self.round,
+                                                "elapsed_s": time.monotonic() - self.t_start})
+
+    def on_stop(self) -> dict[str, Any]:
+        if hasattr(self, "step") and not self.done:  # started, not finished: where to resume
+            self.save_checkpoint()
+        return {}
+
+    def on_peer(self, peer: str, up: bool) -> None:
+        """Any node being down defers evaluations; a down peer is sent nothing and its credits are not waited for."""
+        if up:
+            self.down.discard(peer)
+            if peer in self.labelled:
+                for step, y in self.recent_labels:
+                    self._send(peer, Message(Kind.LABEL, ENV, f"{ENV}->{peer}", step, [y]))
+        else:
+            self.down.add(peer)
+        if peer in self.inflight:
+            self.inflight[peer] = 0  # acks of what it held will never come
+
+    def _send(self, peer: str, msg: Message) -> None:
+        if peer not in self.down:
+            self.rt.send(peer, msg)
 
     def on_message(self, msg: Message) -> None:
         if msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
-            self.inflight[msg.edge.split("->")[1]] -= 1
+            peer = msg.edge.split("->")[1]
+            self.inflight[peer] = max(0, self.inflight[peer] - 1)
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "done":
             self.working.discard(msg.sender)
 
@@ -103,7 +154,7 @@ class EnvNode(Node):
     def work(self) -> bool:
         if self.done:
             return False
-        quiet = all(n == 0 for n in self.inflight.values())
+        quiet = all(n == 0 for n in self.inflight.values()) and not self.down  # evaluate the whole system only
         if not self._budget_left():
             if not quiet:
                 return False  # let the consumers catch up so the final evaluation sees the trained system
@@ -116,9 +167,11 @@ class EnvNode(Node):
                 return False
             self._evaluate(final=False)
             return True
-        if any(n >= self.window for n in self.inflight.values()):
+        if any(n >= self.window for p, n in self.inflight.items() if p not in self.down):
             return False
         self._send_batch()
+        if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            self.save_checkpoint()
         return True
 
     def round_due(self) -> bool:
@@ -142,14 +195,16 @@ class EnvNode(Node):
         x = _tensor(self.obs).float()
         y = _tensor(self.info["target"]).long()
         for n in self.fed:
-            self.inflight[n] += 1
-            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
-        for n in self.broadcast:
-            if n in self.inflight:
+            if n not in self.down:
                 self.inflight[n] += 1
-            self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+        for n in self.broadcast:
+            if n in self.inflight and n not in self.down:
+                self.inflight[n] += 1
+            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
         for n in self.labelled:
-            self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
+            self._send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", s, [y]))
+        self.recent_labels.append((s, y))
         self.step += 1
         if self.step % self.metrics_every == 0:
             now = time.monotonic()

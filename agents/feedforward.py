@@ -37,6 +37,7 @@ from interfaces import (
 )
 
 from .blocks import ClassifierHead, build_module
+from .checkpoints import checkpoint_path
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .optim import StepDecay, build_optimizer
 from .training import RunningMeans, TrainingAgent
@@ -58,7 +59,8 @@ class FeedForwardAgent(TrainingAgent):
 
     def __init__(self, spec: AgentSpec, graph: Graph, seed: int = 0, run_dir: str | None = None,
                  window: int = 4, capacity: int = 32, metrics_every: int = 50, ack_inputs: bool = False,
-                 steps: int = 0, free_running: bool = False) -> None:
+                 steps: int = 0, free_running: bool = False, checkpoint_every: int = 0,
+                 resume: bool = False) -> None:
         self.spec = spec
         self.total_steps = steps  # the run's environment steps: the clock of a decaying lr
         self.name = spec.name
@@ -84,6 +86,11 @@ class FeedForwardAgent(TrainingAgent):
                           and not any(e.backward == "backprop" for e in self.out_edges)
                           and not (synthetic_out and self.in_edge.sg_target == "delayed"))
         self.riding: list[int] = []  # steps whose credit goes back with the next target
+        self.checkpoint_every = checkpoint_every  # also save every this many training steps (0: only at evaluations)
+        self.down: set[str] = set()               # peers being restarted (see on_peer)
+        path = checkpoint_path(self.run_dir, self.name) if resume and self.run_dir else None
+        self.saved = torch.load(path, map_location=self.device, weights_only=True) if path and path.is_file() else None
+        self.resumed_step = self.saved["step"] if self.saved else None  # READY reports it
 
     # -- set-up ---------------------------------------------------------------------------------
     def expectations(self) -> Expectations:
@@ -167,6 +174,8 @@ class FeedForwardAgent(TrainingAgent):
         self.t_last_report = self.t_start
         self.done_at_last_report = 0
         self.busy_s = 0.0
+        if self.saved is not None:
+            self.restore(self.saved)
 
     # -- receiving --------------------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
@@ -198,7 +207,7 @@ class FeedForwardAgent(TrainingAgent):
             self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
             self.busy_s += time.monotonic() - t0  # M's learning step or the held step's backward: work too
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
-            self.inflight[msg.edge] -= 1
+            self.inflight[msg.edge] = max(0, self.inflight[msg.edge] - 1)  # a restarted peer may ack old steps
 
     def _on_target(self, edge: str, step: int, target: torch.Tensor) -> None:
         if self.wave is not None:
@@ -237,6 +246,8 @@ class FeedForwardAgent(TrainingAgent):
             return True
         if self.steps_done % self.metrics_every == 0:
             self._report()
+        if self.checkpoint_every and self.steps_done % self.checkpoint_every == 0:
+            self.save_checkpoint()
         if self.free_running and self.steps_done >= self.total_steps:
             self.budget_done = True
             self._report()
@@ -262,7 +273,7 @@ class FeedForwardAgent(TrainingAgent):
             return None  # after the final evaluation: the checkpoint must be the system that was evaluated
         if self.pending is not None:
             return None  # update-locked: waiting for a true gradient
-        if any(n >= self.window for n in self.inflight.values()):
+        if any(n >= self.window for e, n in self.inflight.items() if e not in self.unlocked_down):
             return None  # the receiver has not consumed enough: bounded steps in flight
         ready = self._ready_steps()
         if not ready:
@@ -374,14 +385,16 @@ class FeedForwardAgent(TrainingAgent):
 
     def _send_act(self, e: EdgeSpec, step: int, act: torch.Tensor) -> None:
         msg = Message(Kind.ACT, self.name, e.name, step, [act])
-        if e.forward == "real":
+        if e.receiver in self.down:
+            self.means.add({"act_dropped": 1.0})
+        elif e.forward == "real":
             self.inflight[e.name] += 1
             self.rt.send(e.receiver, msg)
         elif not self.rt.send(e.receiver, msg, block=False):
             self.means.add({"act_dropped": 1.0})
 
     def _send_target(self, step: int, grad: torch.Tensor | None, like: torch.Tensor | None = None) -> None:
-        if not self.in_edge.sends_targets:
+        if not self.in_edge.sends_targets or self.in_edge.sender in self.down:
             return
         if grad is None:  # nothing reached this agent (all out-edges 'none'): an honest zero target
             grad = torch.zeros_like(like)
@@ -392,6 +405,8 @@ class FeedForwardAgent(TrainingAgent):
 
     def _ack(self, sender: str, edge: str, steps: list[int]) -> None:
         """Return the credit of these steps to the node that sent them."""
+        if sender in self.down:
+            return
         for step in steps:
             self.rt.send(sender, Message(Kind.CONTROL, self.name, edge, step, [], {"verb": "ack"}))
 
@@ -456,9 +471,15 @@ class FeedForwardAgent(TrainingAgent):
         return self.steps_done
 
     def synthesizer_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"synthetic_gradients": {k: v.module.state_dict() for k, v in self.sg.items()}}
+        """Weights and optimizer state of every M and I, and the counters: all a restarted agent needs."""
+        state: dict[str, Any] = {
+            "synthetic_gradients": {k: v.state_dict() for k, v in self.sg.items()},
+            "synthetic_gradient_optimizers": {k: v.optimizer.state_dict() for k, v in self.sg.items()},
+            "counters": {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
+                         "eval_round": self.eval_round, "rng": self.rng.getstate()}}
         if self.si is not None:
             state["synthetic_input"] = self.si.module.state_dict()
+            state["synthetic_input_optimizer"] = self.si.optimizer.state_dict()
         return state
 
     def counters(self) -> dict[str, float]:
@@ -475,3 +496,44 @@ class FeedForwardAgent(TrainingAgent):
             out[f"{self.in_edge.name}/wave_dropped"] = self.wave.dropped
             out[f"{self.in_edge.name}/wave_unmatched"] = self.wave.unmatched
         return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``save_checkpoint``'s state. The step filter starts afresh (``last_step`` -1): the
+        environment's clock may have moved on (a restart) or back (a resumed run) since it was saved."""
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, sg in self.sg.items():
+            sg.module.load_state_dict(state["synthetic_gradients"][name])
+            sg.optimizer.load_state_dict(state["synthetic_gradient_optimizers"][name])
+        if self.si is not None:
+            self.si.module.load_state_dict(state["synthetic_input"])
+            self.si.optimizer.load_state_dict(state["synthetic_input_optimizer"])
+        counters = state["counters"]
+        self.steps_done, self.updates, self.skipped = counters["steps"], counters["updates"], counters["skipped"]
+        self.done_at_last_report = self.steps_done
+        self.eval_round = counters["eval_round"]
+        self.rng.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in counters["rng"]))
+
+    @property
+    def unlocked_down(self) -> set[str]:
+        """Out-edges to a peer being restarted that need no true gradient: train on M without its credit."""
+        if not self.down:
+            return set()
+        return {e.name for e in self.out_edges if e.receiver in self.down and e.backward != "backprop"}
+
+    def on_peer(self, peer: str, up: bool) -> None:
+        """A neighbour died or is back. While it is down this agent sends it nothing; a dni/cdni sender goes on
+        updating on M, a synthetic-input receiver on I(x), a locked edge waits. When it is back, what it held
+        is gone: its credits return and a step held for its true gradient is dropped."""
+        if up:
+            self.down.discard(peer)
+            for e in self.out_edges:
+                if e.receiver == peer and e.name in self.inflight:
+                    self.inflight[e.name] = 0
+            if self.pending is not None and any(e.receiver == peer and e.name in self.pending.waiting
+                                                for e in self.out_edges):
+                self.pending = None
+            if peer == ENV:
+                self.last_step = -1  # the environment went back to its checkpoint's step
+        elif peer in self.peers() or peer == self.in_edge.sender:
+            self.down.add(peer)

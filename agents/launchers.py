@@ -13,7 +13,7 @@ import zmq
 
 from interfaces import Kind
 
-from .node import SUPERVISOR, Node, NodeRuntime, Stop, Wiring, pump
+from .node import SUPERVISOR, Node, NodeRuntime, Stop, Wiring, deliver, pump
 from .process import NodeSpec, build_node, process_main
 from .security import curve_wiring
 
@@ -95,9 +95,14 @@ class InprocLauncher:
         self.early: dict[str, list] = {}
 
     def start(self, spec: NodeSpec, wiring: Wiring) -> None:
+        if spec.name in self.runtimes:  # a restart: the dead node's sockets go first (its inproc name is reused)
+            with contextlib.suppress(Exception):
+                self.runtimes[spec.name].close()
+            self.started.discard(spec.name)
         node = build_node(spec)
         rt = NodeRuntime(self.ctx, wiring, node.expectations())
-        rt.tell("ready", endpoint=rt.inbox.endpoint, pid=os.getpid(), host="inproc", device=spec.device)
+        rt.tell("ready", endpoint=rt.inbox.endpoint, pid=os.getpid(), host="inproc", device=spec.device,
+                resumed_step=getattr(node, "resumed_step", None))
         self.nodes[spec.name] = node
         self.runtimes[spec.name] = rt
         self.codes[spec.name] = None
@@ -140,9 +145,9 @@ class InprocLauncher:
                     node.start(rt)
                     self.started.add(name)
                     for early in self.early.pop(name, []):
-                        node.on_message(early)
+                        deliver(node, early)
             elif name in self.started:
-                node.on_message(msg)
+                deliver(node, msg)
             else:
                 self.early[name].append(msg)
 

@@ -22,7 +22,7 @@ import zmq
 from interfaces import Kind, Message, Outlet
 
 from .env_node import load_factory
-from .node import Node, NodeRuntime, Stop, Wiring, pump, wait_for_start
+from .node import Node, NodeRuntime, Stop, Wiring, deliver, pump, wait_for_start
 
 HEARTBEAT_S = 1.0
 
@@ -40,6 +40,8 @@ class NodeSpec:
     required: bool = False   # the run completes when every required node says "complete"
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    max_batch: int = 0       # the largest batch the run sends: caps the frames its inbox accepts (0: no cap)
+    restart_kwargs: dict[str, Any] | None = None  # merged into kwargs to restart it from its checkpoint (None: never)
 
 
 def build_node(spec: NodeSpec) -> Node:
@@ -91,7 +93,7 @@ def serve(spec: NodeSpec, wiring: Wiring, parent_pid: int | None = None, ctx: zm
         node = build_node(spec)
         rt = NodeRuntime(ctx, wiring, node.expectations())
         rt.tell("ready", endpoint=rt.inbox.endpoint, pid=os.getpid(), host=socket.gethostname(),
-                device=spec.device)
+                device=spec.device, resumed_step=getattr(node, "resumed_step", None))
         beat = Heartbeat(ctx, wiring, parent_pid)
         beat.start()
         try:
@@ -99,7 +101,7 @@ def serve(spec: NodeSpec, wiring: Wiring, parent_pid: int | None = None, ctx: zm
             rt.connect(peers, node.peers())
             node.start(rt)
             for msg in early:
-                node.on_message(msg)
+                deliver(node, msg)
             while True:
                 pump(node, 20)
         except Stop:

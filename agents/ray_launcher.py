@@ -5,7 +5,9 @@ Placement, scheduling and process lifetime are Ray's: each actor reserves the ``
 of its ``NodeSpec`` inside a placement group holding one bundle per node (all or nothing). The actor
 binds its inbox on its Ray node's address, reports the real endpoint in READY, and the supervisor (this
 process, a Ray driver) wires the peers exactly as with local processes. A dead actor is seen through its
-task's result, a silent one through the heartbeats; either way the run fails naming the agent and node.
+task's result, a silent one through the heartbeats; either way the run fails naming the agent and node, unless
+``run.restarts`` lets the supervisor start a new actor in the dead one's bundle (its peers are re-wired to the
+new actor's endpoint).
 
 Ray is an optional extra: ``pip install 'dnilab[ray]'``.
 """
@@ -16,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import socket
 import time
 from typing import Any
@@ -123,6 +126,8 @@ class RayLauncher:
         self.codes: dict[str, int] = {}
         self.deaths: dict[str, str] = {}
         self.timings: dict[str, float] = {}  # seconds: ray_init, placement
+        self.attempts: dict[str, int] = {}   # name -> restarts (a restarted actor takes the dead one's bundle)
+        self.session_dir: str | None = None  # the local Ray instance's session folder, removed at shutdown
 
     # -- optional Launcher extras ---------------------------------------------------------------------
     def supervisor_kwargs(self, names: list[str]) -> dict[str, Any]:
@@ -147,6 +152,9 @@ class RayLauncher:
             ray.init(address="local", num_cpus=self.num_cpus or max(1, math.ceil(need)), include_dashboard=False,
                      log_to_driver=True)
         self.initialised_here = True
+        if not self.address:
+            with contextlib.suppress(Exception):  # private API: without it the session folder stays in /tmp/ray
+                self.session_dir = ray._private.worker._global_node.get_session_dir_path()
         self.timings["ray_init"] = time.monotonic() - t0
 
     def place(self, specs: list[NodeSpec]) -> None:
@@ -189,9 +197,15 @@ class RayLauncher:
         bundle = self._bundle(spec)
         if self._actor_cls is None:
             self._actor_cls = self.ray.remote(NodeActor)
+        attempt = self.attempts[spec.name] = self.attempts.get(spec.name, -1) + 1  # > 0: a restart (supervisor)
+        for record in (self.codes, self.deaths, self.infos):
+            record.pop(spec.name, None)
+        if spec.name in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(self.actors[spec.name], no_restart=True)
         actor = self._actor_cls.options(
             num_cpus=bundle.get("CPU", 0.0), num_gpus=bundle.get("GPU", 0.0), max_restarts=0,
-            name=f"dnilab-{wiring.run_id}-{spec.name}",
+            name=f"dnilab-{wiring.run_id}-{spec.name}" + (f"-{attempt}" if attempt else ""),
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=self.index[
                 spec.name]),
         ).remote()
@@ -246,3 +260,6 @@ class RayLauncher:
         if self.initialised_here:
             ray.shutdown()
             self.initialised_here = False
+            if self.session_dir:  # logs and sockets of the instance this run started
+                shutil.rmtree(self.session_dir, ignore_errors=True)
+                self.session_dir = None

@@ -4,11 +4,13 @@ per peer. Endpoints are inproc (one process), ipc (one machine) or tcp (several 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -177,15 +179,23 @@ class Inbox:
         curve: CurveServer | None = None,
         hwm: int = 1000,
         linger_ms: int = 0,
+        on_reject: Callable[[WireError], None] | None = None,
+        max_frame_bytes: int = -1,
     ) -> None:
         self.expect = expect
         self._ctx = ctx
         self._domain: str | None = None
         self._pending: WireError | None = None
+        # on_reject None: a bad message raises WireError; else it is handed over and skipped (the inbox goes on)
+        self.on_reject = on_reject
         self.rejected = 0  # messages that failed validation
+        self.rejected_by: dict[str, int] = {}  # claimed sender ("?" if unreadable) -> rejections
+        self.streaks: dict[str, int] = {}      # sender -> rejections since its last accepted message
         self._sock = ctx.socket(zmq.PULL)
         self._sock.linger = linger_ms
         self._sock.rcvhwm = hwm
+        if max_frame_bytes >= 0:  # a bigger frame drops its connection inside ZeroMQ, before it is ever buffered
+            self._sock.maxmsgsize = max_frame_bytes
         try:
             if curve is not None:
                 self._domain = _Auth.register(ctx, list(curve.allowed_clients))
@@ -201,12 +211,25 @@ class Inbox:
             self.close()
             raise
 
-    def _decode(self, frames: list[bytes | zmq.Frame]) -> Message:
+    def _decode(self, frames: list[bytes | zmq.Frame]) -> Message | None:
+        """The message, or None when it was rejected and handed to ``on_reject``."""
         try:
-            return decode(frames, self.expect)
-        except WireError:
-            self.rejected += 1
-            raise
+            msg = decode(frames, self.expect)
+        except WireError as err:
+            self.count_rejection(err)
+            if self.on_reject is None:
+                raise
+            self.on_reject(err)
+            return None
+        if self.streaks:
+            self.streaks.pop(msg.sender, None)
+        return msg
+
+    def count_rejection(self, err: WireError) -> None:
+        """Count a rejected message (also one its receiver refused after decoding it)."""
+        self.rejected += 1
+        self.rejected_by[err.sender] = self.rejected_by.get(err.sender, 0) + 1
+        self.streaks[err.sender] = self.streaks.get(err.sender, 0) + 1
 
     def _raise_pending(self) -> None:
         if self._pending is not None:
@@ -223,11 +246,12 @@ class Inbox:
         return frames
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
-        """Next message, or None after `timeout_ms` (None = wait forever); WireError on bad input."""
+        """Next message, or None after `timeout_ms` (None = wait forever); WireError on bad input (or, with
+        `on_reject`, None)."""
         self._raise_pending()
         if timeout_ms is not None and not self._sock.poll(timeout_ms, zmq.POLLIN):
             return None
-        return self._decode(self._recv_frames())
+        return self._decode(self._recv_frames())  # None if it was rejected (with on_reject)
 
     def recv_all(self, limit: int = 10_000) -> list[Message]:
         """Drain up to `limit` queued messages without waiting. A bad message stops the drain: it is
@@ -240,12 +264,14 @@ class Inbox:
             except zmq.Again:
                 break
             try:
-                out.append(self._decode(frames))
+                msg = self._decode(frames)
             except WireError as e:
                 if not out:
                     raise
                 self._pending = e
                 break
+            if msg is not None:
+                out.append(msg)
         return out
 
     @property
@@ -255,7 +281,14 @@ class Inbox:
 
     def close(self) -> None:
         if not self._sock.closed:
+            endpoint = getattr(self, "endpoint", "")  # unset when the bind failed
+            if endpoint:  # unbind now: closing frees the address only later, on ZeroMQ's own thread
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.unbind(endpoint)
             self._sock.close()
+            if endpoint.startswith("ipc://"):  # ZeroMQ leaves the socket file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(endpoint[len("ipc://"):])
         if self._domain is not None:
             _Auth.release(self._ctx, self._domain)
             self._domain = None

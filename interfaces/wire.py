@@ -98,9 +98,11 @@ def _fmt_shape(shape: Sequence[int | None]) -> str:
 class Expectations:
     """What one receiver accepts: (kind, edge) -> allowed senders -> tensor specs (None = any)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tensor_bytes: int | None = None) -> None:
         self._rules: dict[tuple[Kind, str], dict[str, tuple[TensorSpec, ...] | None]] = {}
         self._passed: set[tuple] = set()  # (kind, sender, edge, specs) seen to pass: a stream repeats them
+        # a header announcing a bigger tensor is rejected before any frame is looked at (None: no cap)
+        self.max_tensor_bytes = max_tensor_bytes
 
     def allow(self, kind: Kind, edge: str, sender: str, specs: Sequence[TensorSpec] | None = None) -> None:
         """Accept `kind` on `edge` from `sender`; supervisor CONTROL uses edge "", credits their data edge."""
@@ -132,6 +134,12 @@ class Expectations:
         def fail(reason: str) -> WireError:
             return WireError(reason, sender, edge, step, kind.value)
 
+        if self.max_tensor_bytes is not None:
+            for i, (dtype, shape) in enumerate(tensors):
+                nbytes = math.prod(shape) * dtype.itemsize
+                if nbytes > self.max_tensor_bytes:
+                    raise fail(f"tensor {i} announces {nbytes} bytes, more than the {self.max_tensor_bytes} "
+                               "this receiver accepts")
         senders = self._rules.get((kind, edge))
         if senders is None:
             raise fail(f"unexpected {kind.value} on edge {edge!r}")
@@ -151,6 +159,21 @@ class Expectations:
                 )
             if not spec.matches(dtype, shape):
                 raise fail(f"tensor {i} has shape {_fmt_shape(shape)}, expected {_fmt_shape(spec.shape)}")
+
+    def largest_tensor_bytes(self, max_batch: int) -> int | None:
+        """Bytes of the biggest tensor any rule accepts, free axes counted as ``max_batch``; None when some data
+        rule accepts any tensors (no bound can be given). Control rules carry no tensors."""
+        largest = 0
+        for (kind, _), senders in self._rules.items():
+            for specs in senders.values():
+                if specs is None:
+                    if kind is not Kind.CONTROL:
+                        return None
+                    continue
+                for spec in specs:
+                    n = math.prod(max_batch if e is None else e for e in spec.shape) * spec.dtype.itemsize
+                    largest = max(largest, n)
+        return largest
 
 
 def _tensor_frame(t: torch.Tensor) -> bytes | memoryview:

@@ -49,6 +49,24 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, launcher: str 
     sys.exit(0 if summary["status"] == "completed" else 1)
 
 
+@main.command(name="resume")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def resume_run(run_dir: str, quiet: bool) -> None:
+    """Continue RUN_DIR, a feed-forward run that was stopped or failed, from its checkpoints to its budget."""
+    from .execute import resume
+
+    try:
+        summary = resume(run_dir, progress=not quiet)
+    except RecipeError as err:
+        raise click.UsageError(str(err)) from None
+    _print_summary(summary)
+    if summary["status"] != "completed" and summary.get("error"):
+        click.echo(summary["error"], err=True)
+    click.echo(str(run_dir))
+    sys.exit(0 if summary["status"] == "completed" else 1)
+
+
 def _print_summary(summary: dict) -> None:
     ev = summary.get("eval", {})
     shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in ev.items()

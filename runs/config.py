@@ -57,6 +57,8 @@ class RunConfig(Strict):
     address: str = ""  # a Ray cluster's address (launcher "ray"; default: start a local one)
     keys: str | None = None  # a CURVE key directory for tcp / ray runs (default: fresh keys per run)
     pace: Literal["fastest", "all"] = "fastest"  # "all": the environment waits for every reader of its input
+    checkpoint_every: Count = 0  # feed-forward: each agent also checkpoints every this many steps (docs/FAULTS.md)
+    restarts: Count = 0  # feed-forward: restarts of a dead agent from its checkpoint before the run fails
 
 
 class EnvConfig(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import uuid
@@ -12,14 +13,14 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from agents import InprocLauncher, LocalLauncher, NodeSpec, Strict, Supervisor
+from agents import ENV, InprocLauncher, LocalLauncher, NodeSpec, Strict, Supervisor, checkpoint_path
 
 from .config import FeedForwardRecipe, MultiscaleRecipe, RecurrentRunRecipe, resolved, validate_recipe
 from .multiscale_system import check_multiscale, multiscale_specs
 from .plots import learning_curves
 from .progress import RunProgress
 from .recipe import RecipeError, apply_overrides, read_recipe
-from .records import RunRecords, new_run_dir
+from .records import COMPLETED, RunRecords, new_run_dir, read_summary
 from .recurrent_system import check_recurrent, recurrent_specs
 from .systems import build_graph, node_specs
 
@@ -111,12 +112,36 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     """Run a prepared recipe to the end; returns the run folder and its summary."""
     run_dir = new_run_dir(recipe["run"]["name"], out)
     records = RunRecords(run_dir, recipe, recipe_path)
-    specs = node_specs_for(recipe, plan, run_dir)
+    return run_dir, _supervise(recipe, run_dir, records, node_specs_for(recipe, plan, run_dir), progress)
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Continue a stopped or failed feed-forward run from its checkpoints to its budget, in the same folder."""
+    run_dir = Path(run_dir)
+    previous = read_summary(run_dir)
+    if not (run_dir / "recipe.toml").is_file() or previous is None:
+        raise RecipeError(f"{run_dir}: not a run folder (no recipe.toml and summary.json)")
+    if previous["status"] == COMPLETED:
+        raise RecipeError(f"{run_dir}: the run already completed; nothing to resume")
+    recipe, plan = plan_recipe(read_recipe(run_dir / "recipe.toml"), default_name=run_dir.name)
+    if recipe["run"]["kind"] != "feedforward":
+        raise RecipeError(f"run.kind: only feed-forward runs can be resumed, this one is {recipe['run']['kind']!r}")
+    if not checkpoint_path(run_dir, ENV).is_file():
+        raise RecipeError(f"{run_dir}: no environment checkpoint to resume from (runs before checkpoints)")
+    specs = [dataclasses.replace(s, kwargs={**s.kwargs, **(s.restart_kwargs or {})})
+             for s in node_specs_for(recipe, plan, run_dir)]
+    records = RunRecords(run_dir, recipe, resumed_from=previous["status"])
+    return _supervise(recipe, run_dir, records, specs, progress)
+
+
+def _supervise(recipe: dict[str, Any], run_dir: Path, records: RunRecords, specs: list,
+               progress: bool) -> dict[str, Any]:
     ctx = zmq.Context()
     launcher = make_launcher(recipe, ctx)
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
     supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
-    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx, **supervisor_kwargs)
+    supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx,
+                            restarts=recipe["run"]["restarts"], **supervisor_kwargs)
     try:
         with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, \
                 sigterm_stops_the_run():
@@ -130,4 +155,4 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     except Exception as err:  # noqa: BLE001 - a plot must never lose a run
         print(f"warning: could not draw learning curves: {err}")
     ctx.destroy(linger=0)
-    return run_dir, summary
+    return summary

@@ -75,19 +75,30 @@ def _clean(value: Any) -> Any:
 class RunRecords:
     """Writes one run folder; implements the supervisor's Recorder protocol."""
 
-    def __init__(self, path: Path, recipe: dict[str, Any], recipe_path: str | None = None) -> None:
+    def __init__(self, path: Path, recipe: dict[str, Any], recipe_path: str | None = None,
+                 resumed_from: str | None = None) -> None:
+        """``resumed_from``: the status of the run this one continues in the same folder (``dnilab resume``);
+        its records are kept and appended to, and meta.json lists every resumption."""
         self.path = path
         (path / "metrics").mkdir(parents=True, exist_ok=True)
-        (path / "recipe.toml").write_text(tomli_w.dumps(_clean(recipe)))
         self.t0 = time.monotonic()
         self.meta: dict[str, Any] = {"name": recipe["run"].get("name", ""), "recipe": recipe_path,
                                      "started": _now(), "ended": None, "git_commit": git_commit(),
                                      "host": socket.gethostname(), "versions": versions(), "agents": {}}
+        if resumed_from is None:
+            (path / "recipe.toml").write_text(tomli_w.dumps(_clean(recipe)))
+        else:
+            previous = json.loads((path / "meta.json").read_text())
+            resumptions = [*previous.get("resumptions", []), {"at": _now(), "after": resumed_from,
+                                                               "git_commit": self.meta["git_commit"]}]
+            self.meta = {**previous, "ended": None, "resumptions": resumptions}
         self.evals: list[dict[str, Any]] = []
         self.final_eval: dict[str, Any] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         self.done_stats: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+        self.rejected: dict[str, dict[str, dict[str, Any]]] = {}  # receiver -> claimed sender -> count, reason
+        self.restarts: list[dict[str, Any]] = []
         self.listeners: list = []
         self._files: dict[str, Any] = {}
         self.board = TensorBoardLog(path / "tb")
@@ -115,6 +126,17 @@ class RunRecords:
             row = {"step": step, "time": elapsed, **values}
             self.latest[sender] = row
             self._append(sender, row)
+            self._count_rejections(sender, values)
+        elif verb == "rejected":
+            entry = self.rejected.setdefault(sender, {}).setdefault(str(values.get("sender")), {"count": 1})
+            entry["count"] = max(entry["count"], int(values.get("count", 1)))
+            if "reason" in values:
+                entry.setdefault("reason", values["reason"])
+                self._append("rejected", {"receiver": sender, "time": elapsed, **values})
+        elif verb == "restart":
+            row = {"agent": sender, "step": step, "time": elapsed, **values}
+            self.restarts.append(row)
+            self._append("restarts", row)
         elif verb == "eval":
             row = {"agent": sender, "step": step, "time": elapsed, **values}
             self.evals.append(row)
@@ -123,10 +145,18 @@ class RunRecords:
                 self.final_eval = {k: v for k, v in values.items() if k not in ("final", "round", "at")}
         elif verb == "done":
             self.done_stats[sender] = values
+            self._count_rejections(sender, values)
         elif verb == "error":
             self.errors[sender] = values.get("traceback", "")
         for listener in self.listeners:
             listener(sender, verb, step, values)
+
+    def _count_rejections(self, receiver: str, values: dict[str, Any]) -> None:
+        """Metric columns ``rejected/<sender>`` carry a receiver's running count of rejected messages."""
+        for key, value in values.items():
+            if key.startswith("rejected/"):
+                entry = self.rejected.setdefault(receiver, {}).setdefault(key[len("rejected/"):], {"count": 0})
+                entry["count"] = max(entry["count"], int(value))
 
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writers; ``finish`` does it, and it is safe to call again."""
@@ -142,6 +172,12 @@ class RunRecords:
         self._write_meta()
         summary = {"status": status, "name": self.meta["name"], "eval": self.final_eval,
                    "wall_s": self.meta["wall_s"], "agents": self.done_stats, **(extra or {})}
+        if "resumptions" in self.meta:
+            summary["resumptions"] = self.meta["resumptions"]
+        if self.rejected:
+            summary["rejected"] = self.rejected
+        if self.restarts:
+            summary["restarts"] = self.restarts
         if error:
             summary["error"] = error
         write_json(self.path / "summary.json", summary)

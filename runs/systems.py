@@ -74,6 +74,24 @@ def env_input_shape(recipe: dict[str, Any]) -> tuple[int, ...]:
     return shape
 
 
+def largest_batch(recipe: dict[str, Any]) -> int:
+    """The biggest batch the environment sends (training or evaluation): it caps the frames agents accept."""
+    env_cfg = recipe["env"]
+    kwargs = env_cfg.get("kwargs", {})
+    sizes = []
+    for extra in ({}, env_cfg.get("eval", {"split": "test"})):
+        try:
+            env = make(env_cfg["id"], **{**kwargs, **extra})
+        except Exception:  # noqa: BLE001 - build_graph already named a bad env; no cap is the safe fallback
+            return 0
+        shape = env.observation_space.shape
+        env.close()
+        if not shape:
+            return 0
+        sizes.append(int(shape[0]))
+    return max(sizes)
+
+
 def build_graph(recipe: dict[str, Any]) -> Graph:
     """The resolved graph of a checked feed-forward recipe (``runs.config.FeedForwardRecipe``): every agent and
     edge table checked with its defaults and overrides merged in (``RecipeError`` naming the key)."""
@@ -116,17 +134,20 @@ def node_specs(recipe: dict[str, Any], graph: Graph, run_dir: str) -> list[NodeS
     threads = threads_per_agent(len(graph.agents))
     # forward-unlocked agents paced by the fastest never wait: each one's budget is its own `steps` updates
     free_running = run["pace"] == "fastest" and any(e.forward == "synthetic" for e in graph.edges)
+    batch = largest_batch(recipe)
+    every = run["checkpoint_every"]
     specs = [NodeSpec(ENV, FACTORY_ENV, dict(
         graph=graph, env_id=env_cfg["id"], env_kwargs=env_cfg.get("kwargs", {}),
         eval_kwargs=env_cfg["eval"], steps=run["steps"], seconds=float(run["seconds"]),
         seed=run["seed"], eval_every=run["eval_every"], window=run["window"],
-        metrics_every=run["metrics_every"], pace_all=run["pace"] == "all", free_running=free_running),
-        required=True)]
+        metrics_every=run["metrics_every"], pace_all=run["pace"] == "all", free_running=free_running,
+        run_dir=run_dir, checkpoint_every=every), required=True, max_batch=batch, restart_kwargs={"resume": True})]
     for i, agent in enumerate(graph.agents):
         specs.append(NodeSpec(agent.name, agent.factory, dict(
             spec=agent, graph=graph, seed=run["seed"] * 1000 + i, run_dir=run_dir, window=run["window"],
             capacity=run["capacity"], metrics_every=run["metrics_every"], ack_inputs=run["pace"] == "all",
-            steps=run["steps"], free_running=free_running),
+            steps=run["steps"], free_running=free_running, checkpoint_every=every),
             device=agent.device, threads=threads, required=agent.head,
-            num_gpus=1.0 if agent.device.startswith("cuda") else 0.0))
+            num_gpus=1.0 if agent.device.startswith("cuda") else 0.0, max_batch=batch,
+            restart_kwargs={"resume": True}))
     return specs

@@ -64,3 +64,60 @@ class FakeRuntime:
     def of(self, kind: Kind, peer: str | None = None) -> list[Message]:
         return [m for p, m in self.sent if m.kind is kind and (peer is None or p == peer)
                 and m.meta.get("verb") != "ack"]
+
+
+def stray_frames(sender: str, edge: str) -> list[list[bytes]]:
+    """Garbage, a pickle, a wrong kind claiming ``sender``, and a header from "intruder" announcing a 1 GiB tensor."""
+    import json
+    import pickle
+
+    def header(**kw: Any) -> bytes:
+        return json.dumps({"v": 1, "kind": "act", "sender": sender, "edge": edge, "step": 0, "tensors": [],
+                           "meta": {}, **kw}).encode()
+
+    return [[b"\x00garbage\xff"], [pickle.dumps({"evil": 1})], [header(kind="label")],
+            [header(sender="intruder", tensors=[{"dtype": "float32", "shape": [1 << 28, 1]}]), b"x"]]
+
+
+def push_frames(agent: FeedForwardAgent, frames: list[list[bytes]], peers: list[str]) -> None:
+    """Send raw frames to these peers' inboxes (and "supervisor": the control inbox), outside the wire format."""
+    import zmq
+
+    for peer in peers:
+        endpoint = agent.rt.wiring.supervisor if peer == "supervisor" else agent.rt.endpoints[peer]
+        sock = agent.rt.ctx.socket(zmq.PUSH)
+        sock.linger = 1000
+        sock.connect(endpoint)
+        for parts in frames:
+            sock.send_multipart(parts)
+        sock.close()
+
+
+class StrayAgent(FeedForwardAgent):
+    """At its 5th step pushes malformed frames of every sort into its peers' inboxes and the supervisor's."""
+
+    def _train_step(self, step: int) -> None:
+        if self.steps_done == 5:
+            push_frames(self, stray_frames(self.name, f"{self.name}->x"), [*self.rt.outlets, "supervisor"])
+        super()._train_step(step)
+
+
+class BabblingAgent(FeedForwardAgent):
+    """At its 5th step sends its receivers more malformed messages in a row than they tolerate."""
+
+    def _train_step(self, step: int) -> None:
+        if self.steps_done == 5:
+            wrong_kind = stray_frames(self.name, f"{self.name}->x")[2:3]
+            push_frames(self, wrong_kind * 12, [e.receiver for e in self.out_edges])
+        super()._train_step(step)
+
+
+class CrashOnceAgent(FeedForwardAgent):
+    """Raises at its 25th training step, once per run folder (a marker file there remembers it)."""
+
+    def _train_step(self, step: int) -> None:
+        marker = self.run_dir / f".{self.name}-crashed"
+        if self.steps_done == 25 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("crash once: this agent died on purpose")
+        super()._train_step(step)

@@ -1,6 +1,8 @@
 import os
+import pickle
 import tempfile
 import threading
+import time
 import uuid
 
 import pytest
@@ -16,6 +18,7 @@ from interfaces import (
     Kind,
     Message,
     Outlet,
+    TensorSpec,
     WireError,
     make_endpoint,
 )
@@ -139,3 +142,42 @@ def test_curve_allows_known_and_blocks_unknown(ctx):
     for t in auths:
         t.join(timeout=2)
     assert not any(t.is_alive() for t in auths)  # the last CURVE inbox stopped it
+
+
+def test_on_reject_skips_bad_messages_counts_them_per_sender_and_tracks_streaks(ctx):
+    expect = Expectations()
+    expect.allow(Kind.ACT, "a->b", "a", [TensorSpec(torch.float32, (None, 4))])
+    seen = []
+    inbox = Inbox(ctx, make_endpoint("inproc", _run_id(), "b"), expect=expect, on_reject=seen.append)
+    raw = ctx.socket(zmq.PUSH)
+    raw.connect(inbox.endpoint)
+    outlet = Outlet(ctx, inbox.endpoint)
+    raw.send(b"\x00not json")
+    raw.send(pickle.dumps({"x": 1}))
+    outlet.send(Message(Kind.ACT, "a", "a->b", 0, [torch.zeros(2, 3)]))  # wrong shape
+    outlet.send(Message(Kind.TARGET, "a", "a->b", 1))                    # wrong kind
+    inbox.socket.poll(1000)
+    time.sleep(0.05)
+    assert inbox.recv_all() == []
+    assert inbox.rejected_by == {"?": 2, "a": 2} and inbox.streaks == {"?": 2, "a": 2} and len(seen) == 4
+    outlet.send(Message(Kind.ACT, "a", "a->b", 2, [torch.zeros(2, 4)]))
+    m = inbox.recv(timeout_ms=1000)
+    assert m is not None and m.step == 2
+    assert inbox.streaks == {"?": 2}  # an accepted message ends its sender's streak
+    raw.close()
+    outlet.close()
+    inbox.close()
+
+
+def test_frames_over_the_cap_never_arrive(ctx):
+    inbox = Inbox(ctx, make_endpoint("ipc", _run_id(), "capped"), max_frame_bytes=1024)
+    assert inbox.socket.maxmsgsize == 1024
+    outlet = Outlet(ctx, inbox.endpoint)
+    outlet.send(Message(Kind.ACT, "a", "a->b", 0, [torch.zeros(4096)]))   # 16 KiB frame: dropped by ZeroMQ
+    outlet.close()
+    outlet = Outlet(ctx, inbox.endpoint)
+    outlet.send(Message(Kind.ACT, "a", "a->b", 1, [torch.zeros(16)]))
+    m = inbox.recv(timeout_ms=3000)
+    assert m is not None and m.step == 1
+    outlet.close()
+    inbox.close()

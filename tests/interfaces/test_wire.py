@@ -236,3 +236,23 @@ def test_known_signature_still_checks_frames_and_expectations():
     _rejects(good[:1], "announces 1 tensor frame.*got 0", e)
     e.allow(Kind.ACT, "l1->l2", "l1", [TensorSpec(torch.float32, (None, 128))])
     _rejects(good, r"shape \[2, 256\], expected \[\*, 128\]", e)
+
+
+def test_a_header_announcing_a_huge_tensor_is_rejected_before_its_frame_is_read():
+    e = Expectations(max_tensor_bytes=1 << 20)
+    e.allow(Kind.ACT, "l1->l2", "l1", [TensorSpec(torch.float32, (None, 256))])
+    header = {"v": 1, "kind": "act", "sender": "l1", "edge": "l1->l2", "step": 0, "meta": {},
+              "tensors": [{"dtype": "float32", "shape": [1 << 20, 256]}]}  # 1 GiB, one byte sent
+    with pytest.raises(WireError, match="announces 1073741824 bytes, more than the 1048576"):
+        decode(_frames(header, b"x"), e)
+    decode(encode(_act(torch.zeros(4, 256))), e)  # what fits passes
+
+
+def test_largest_tensor_bytes_bounds_free_axes_by_the_batch():
+    e = Expectations()
+    e.allow(Kind.CONTROL, "", "supervisor")
+    e.allow(Kind.ACT, "l1->l2", "l1", [TensorSpec(torch.float32, (None, 256))])
+    e.allow(Kind.LABEL, "env->l2", "env", [TensorSpec(torch.int64, (None,))])
+    assert e.largest_tensor_bytes(64) == 64 * 256 * 4
+    e.allow(Kind.ACT, "l0->l2", "l0")  # any tensors: no bound
+    assert e.largest_tensor_bytes(64) is None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -85,11 +88,26 @@ def _as_from_a_terminal() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _sockets(run_dir: Path) -> Path:
+    """A temp folder of the run's own, where its ipc socket files live: none may be left there (a short path:
+    ipc socket paths are limited to ~100 bytes)."""
+    return Path(tempfile.gettempdir()) / f"dnilab-test-{zlib.crc32(str(run_dir).encode()):08x}"
+
+
+def _no_socket_files_left(run_dir: Path) -> bool:
+    folder = _sockets(run_dir)
+    left = list(folder.glob("dnilab-*.sock"))
+    if not left:
+        shutil.rmtree(folder)  # torch keeps a cache there too
+    return not left
+
+
 def _start_run(run_dir: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "runs.cli", "run", "runs/mnist-fcn4-cdni.toml",
            *sets("run.steps=100000", "run.eval_every=0", *extra), "--out", str(run_dir), "--quiet"]
+    _sockets(run_dir).mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_as_from_a_terminal)
+                            preexec_fn=_as_from_a_terminal, env={**os.environ, "TMPDIR": str(_sockets(run_dir))})
 
 
 def _wait_for_steps(run_dir: Path, agent: str, timeout: float = 120) -> None:
@@ -119,6 +137,27 @@ def test_a_killed_agent_stops_the_run_within_seconds(run_dir: Path) -> None:
     assert summary(run_dir)["status"] == "failed"
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
     assert (run_dir / "checkpoints" / "head.pt").exists()  # the others saved on their way out
+    assert _no_socket_files_left(run_dir)  # the dead agent's socket file too
+
+
+def test_a_killed_agent_is_restarted_and_the_run_completes(run_dir: Path) -> None:
+    proc = _start_run(run_dir, "run.steps=300", "run.restarts=1", "run.checkpoint_every=20")
+    try:
+        _wait_for_steps(run_dir, "l2")
+        victim = json.loads((run_dir / "meta.json").read_text())["agents"]["l2"]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=200)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    s = summary(run_dir)
+    [restart] = s["restarts"]
+    assert restart["agent"] == "l2" and restart["resumed_step"] >= 19
+    assert s["agents"]["l1"]["steps"] == 300
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["agents"]["l2"]["pid"] != victim  # READY again, from a new process
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
+    assert _no_socket_files_left(run_dir)
 
 
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
@@ -136,3 +175,4 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_records(run_dir: Path, sig: i
     meta = json.loads((run_dir / "meta.json").read_text())
     assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
     assert all((run_dir / "checkpoints" / f"{a}.pt").exists() for a in ("l1", "l2", "l3", "head"))
+    assert _no_socket_files_left(run_dir)
