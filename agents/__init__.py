@@ -17,11 +17,17 @@ Public API (import from ``agents`` only):
   ``pick_device``, ``placement`` (where an agent's parameters really are, for its records),
   ``threads_per_agent``, ``curve_wiring`` (CURVE keys for tcp runs), ``checkpoint_path`` /
   ``write_checkpoint`` (where every agent's checkpoint lives in a run folder, written atomically).
+- reinforcement learning (``run.kind = "rl"``): ``RlEnvNode`` (a gymnasium vector env stepped on the head's
+  actions: ``make_vector_env``, ``space_facts``, ``check_action``), ``PolicyStage`` (an encoder) and ``PolicyHead``
+  (PPO's actor-critic), their tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``,
+  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``.
+- typed config: ``Strict`` (the base of every recipe table), ``describe_error``.
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
 from .blocks import ClassifierHead, ConvStage, LinearStage, build_module
 from .checkpoints import checkpoint_path, write_checkpoint
+from .config import Strict, describe_error
 from .devices import pick_device, placement, threads_per_agent
 from .env_node import EnvNode
 from .feedforward import FeedForwardAgent
@@ -30,9 +36,13 @@ from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
+from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, ppo_loss
 from .process import NodeSpec
 from .recurrent import RecurrentConfig, lm_bits, restore, run_recurrent, validate_recurrent
 from .recurrent_node import RecurrentNode
+from .rl_config import RlAgentConfig, RlEdgeConfig, RlSynthesizerConfig
+from .rl_env import RlEnvConfig, RlEnvNode, check_action, make_vector_env, space_facts
+from .rl_policy import PolicyHead, PolicyStage
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
 
@@ -40,6 +50,7 @@ __all__ = [
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",
+    "ActorCritic",
     "AgentSpec",
     "ClassifierHead",
     "ConvStage",
@@ -55,10 +66,20 @@ __all__ = [
     "NodeRuntime",
     "NodeSpec",
     "Outcome",
+    "PolicyEncoder",
+    "PolicyHead",
+    "PolicyStage",
+    "PpoConfig",
     "Recorder",
     "RecurrentConfig",
     "RecurrentNode",
+    "RlAgentConfig",
+    "RlEdgeConfig",
+    "RlEnvConfig",
+    "RlEnvNode",
+    "RlSynthesizerConfig",
     "StepDecay",
+    "Strict",
     "Supervisor",
     "TickSchedule",
     "TickingAgent",
@@ -66,18 +87,25 @@ __all__ = [
     "Wiring",
     "build_module",
     "build_optimizer",
+    "check_action",
     "checkpoint_path",
     "curve_wiring",
+    "describe_error",
+    "explained_variance",
+    "gae",
     "level_macs",
     "lm_bits",
+    "make_vector_env",
     "pick_device",
     "placement",
     "pool_images",
     "pooled_dim",
+    "ppo_loss",
     "resolve",
     "restore",
     "run_recurrent",
     "solve_hidden",
+    "space_facts",
     "store_capacity",
     "threads_per_agent",
     "validate_recurrent",

@@ -33,6 +33,10 @@ def prepare(recipe_path: str | Path, overrides: list[str] | None = None,
 def plan_recipe(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, Any], Any]:
     """Check a recipe that is already a dict; returns (recipe with defaults, plan), the plan being what
     ``node_specs_for`` needs for the recipe's ``run.kind``."""
+    if isinstance(recipe.get("run"), dict) and recipe["run"].get("kind") == "rl":  # typed from birth: its own check
+        from .rl_system import plan_rl
+
+        return plan_rl(recipe, default_name)
     recipe = check_common(recipe)
     if recipe["run"]["launcher"] == "ray":  # an optional extra: say how to install it before anything starts
         from agents.ray_launcher import RayUnavailable, require_ray
@@ -62,6 +66,10 @@ def node_specs_for(recipe: dict[str, Any], plan: Any, run_dir: Path) -> list:
     kind = recipe["run"]["kind"]
     if kind == "feedforward":
         return node_specs(recipe, plan, str(run_dir))
+    if kind == "rl":
+        from .rl_system import rl_specs
+
+        return rl_specs(recipe, plan, str(run_dir))
     if kind == "recurrent":
         from .recurrent_system import recurrent_specs
 
@@ -122,6 +130,10 @@ def execute(recipe: dict[str, Any], plan: Any, out: str | Path | None = None, re
     summary = records.finish(outcome.status, outcome.error, {"steps": recipe["run"]["steps"]})
     try:
         learning_curves(run_dir)
+        if recipe["run"]["kind"] == "rl":
+            from .rl_system import return_curves
+
+            return_curves(run_dir)
     except Exception as err:  # noqa: BLE001 - a plot must never lose a run
         print(f"warning: could not draw learning curves: {err}")
     ctx.destroy(linger=0)
