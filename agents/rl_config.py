@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .config import Strict
 
@@ -41,16 +41,17 @@ class RlEdgeConfig(Strict):
     sender: str = Field(alias="from", min_length=1)
     to: str = Field(min_length=1)
     backward: Literal["backprop", "dni", "cdni", "none"] = "backprop"
-    synthesizer: RlSynthesizerConfig = RlSynthesizerConfig()
+    synthesizer: RlSynthesizerConfig = Field(default_factory=RlSynthesizerConfig, validate_default=True)
 
-    @model_validator(mode="after")
-    def _context_fits_mode(self) -> RlEdgeConfig:
-        ctx = self.synthesizer.context
-        if self.backward == "cdni" and ctx == "none":
-            raise ValueError("synthesizer.context: a cdni edge needs a context ('action' or 'action_return')")
-        if self.backward != "cdni" and ctx != "none":
-            raise ValueError(f"synthesizer.context: only a cdni edge reads a context (this edge is {self.backward!r})")
-        return self
+    @field_validator("synthesizer")
+    @classmethod
+    def _context_fits_mode(cls, syn: RlSynthesizerConfig, info: ValidationInfo) -> RlSynthesizerConfig:
+        backward = info.data.get("backward")
+        if backward == "cdni" and syn.context == "none":
+            raise ValueError("a cdni edge needs a context: context = 'action' or 'action_return'")
+        if backward != "cdni" and syn.context != "none":
+            raise ValueError(f"context {syn.context!r}: only a cdni edge reads a context (this edge is {backward!r})")
+        return syn
 
     @property
     def name(self) -> str:
