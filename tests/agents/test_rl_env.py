@@ -15,7 +15,8 @@ from tests.agents.helpers import FakeRuntime
 CORRIDOR = "tests.agents.rl_envs:Corridor"
 
 
-def env_node(env_id: str = CORRIDOR, steps: int = 32, num_steps: int = 4, **env: object) -> tuple[RlEnvNode, FakeRuntime]:
+def env_node(env_id: str = CORRIDOR, steps: int = 32, num_steps: int = 4,
+             **env: object) -> tuple[RlEnvNode, FakeRuntime]:
     node = RlEnvNode({"id": env_id, "num_envs": 2, "eval_episodes": 3, **env}, first="enc", head="head",
                      context=["enc"], steps=steps, num_steps=num_steps, seed=0)
     rt = FakeRuntime()

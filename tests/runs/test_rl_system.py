@@ -23,7 +23,8 @@ def reject(*overrides: str) -> str:
 
 
 @pytest.mark.parametrize(("override", "named"), [
-    ("defaults.edge.backward=sideways", "defaults.edge.backward: expected one of 'backprop', 'dni', 'cdni' or 'none', got 'sideways'"),
+    ("defaults.edge.backward=sideways",
+     "defaults.edge.backward: expected one of 'backprop', 'dni', 'cdni' or 'none', got 'sideways'"),
     ("ppo.gamma=1.5", "ppo.gamma: Input should be less than or equal to 1"),
     ("ppo.lr=fast", "ppo.lr: Input should be a valid number"),
     ("ppo.towerz=2", "ppo.towerz: unknown key"),
