@@ -20,7 +20,8 @@ Public API (import from ``agents`` only):
 - reinforcement learning (``run.kind = "rl"``): ``RlEnvNode`` (a gymnasium vector env stepped on the head's
   actions: ``make_vector_env``, ``space_facts``, ``check_action``), ``PolicyStage`` (an encoder) and ``PolicyHead``
   (PPO's actor-critic), their tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``,
-  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``.
+  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``,
+  ``minibatch_order`` (the update's shuffles, from a seed both sides know).
 - typed config: ``Strict`` (the base of every recipe table), ``describe_error``.
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
@@ -36,7 +37,7 @@ from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
-from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, ppo_loss
+from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, minibatch_order, ppo_loss
 from .process import NodeSpec
 from .recurrent import RecurrentConfig, lm_bits, restore, run_recurrent, validate_recurrent
 from .recurrent_node import RecurrentNode
@@ -96,6 +97,7 @@ __all__ = [
     "level_macs",
     "lm_bits",
     "make_vector_env",
+    "minibatch_order",
     "pick_device",
     "placement",
     "pool_images",

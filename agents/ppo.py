@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from .config import Strict
 
-__all__ = ["ActorCritic", "PolicyEncoder", "PpoConfig", "gae", "layer_init", "ppo_loss", "tanh_mlp"]
+__all__ = ["ActorCritic", "PolicyEncoder", "PpoConfig", "explained_variance", "gae", "layer_init", "minibatch_order",
+           "ppo_loss", "tanh_mlp"]
 
 
 class PpoConfig(Strict):
@@ -142,6 +143,16 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, gamm
         last = delta + gamma * lam * live * last
         adv[t] = last
     return adv, adv + values
+
+
+def minibatch_order(seed: int, rollout: int, epochs: int, batch: int, size: int) -> list[Tensor]:
+    """Every minibatch's sample indices of one rollout's update, epoch after epoch (CleanRL's shuffles)."""
+    out = []
+    for epoch in range(epochs):
+        g = torch.Generator().manual_seed((seed * 1_000_003 + rollout * 1009 + epoch) % 2**62)
+        perm = torch.randperm(batch, generator=g)
+        out += [perm[i:i + size] for i in range(0, batch - size + 1, size)]
+    return out
 
 
 def ppo_loss(net: ActorCritic, h: Tensor, actions: Tensor, old_logp: Tensor, adv: Tensor, returns: Tensor,

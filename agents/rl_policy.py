@@ -42,22 +42,12 @@ from interfaces import Expectations, Kind, Message, SyntheticGradient, TensorSpe
 from .checkpoints import write_checkpoint
 from .feedforward import RunningMeans
 from .node import Node
-from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, ppo_loss
+from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, minibatch_order, ppo_loss
 from .rl_config import RlAgentConfig, RlEdgeConfig, context_dim
 
 __all__ = ["PolicyHead", "PolicyStage"]
 
 ENV = "env"
-
-
-def minibatch_order(seed: int, rollout: int, epochs: int, batch: int, size: int) -> list[Tensor]:
-    """Every minibatch's sample indices of one rollout's update, epoch after epoch (CleanRL's shuffles)."""
-    out = []
-    for epoch in range(epochs):
-        g = torch.Generator().manual_seed((seed * 1_000_003 + rollout * 1009 + epoch) % 2**62)
-        perm = torch.randperm(batch, generator=g)
-        out += [perm[i:i + size] for i in range(0, batch - size + 1, size)]
-    return out
 
 
 class _PolicyAgent(Node):
