@@ -134,6 +134,13 @@ def plan_rl(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, A
     """Check an RL recipe completely (nothing started); returns (recipe with defaults, plan)."""
     model = _validated(recipe)
     chain, in_edges = _chain(model)
+    if model.run.launcher == "ray":  # an optional extra: say how to install it before anything starts
+        from agents.ray_launcher import RayUnavailable, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailable as err:
+            raise RecipeError(f"run.launcher: {err}") from None
     try:
         venv = make_vector_env(model.env.id, model.env.kwargs, 1)
         facts = space_facts(venv)
@@ -198,8 +205,8 @@ def return_curves(run_dir: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, x, label in ((axes[0], "env_steps", "env steps"), (axes[1], "wall_s", "wall-clock (s)")):
         ax.plot([r[x] for r in rows], [r["episode_return"] for r in rows], lw=0.5, alpha=0.35, label="episodes")
-        ax.plot([r[x] for r in rows], [r["return_mean"] for r in rows], label="mean of the last episodes")
-        ax.plot([r[x] if x == "wall_s" else r["env_steps"] for r in evals], [r["mean_return"] for r in evals],
+        ax.plot([r[x] for r in rows], [r["return_mean"] for r in rows], label="mean of the last `env.window` episodes")
+        ax.plot([r[x] for r in evals], [r["mean_return"] for r in evals],
                 marker="o", ls="", label="deterministic evaluation")
         ax.set_xlabel(label)
         ax.set_ylabel("return")
