@@ -9,11 +9,13 @@
 
 The agents form a chain ``env -> encoder ... -> actor_critic``. Every table is a pydantic model; a bad key or
 value is a ``RecipeError`` naming it (``edges[1].backward: expected one of ...``) before any process starts.
-``return_curves`` draws the run's training returns against env steps and against wall-clock.
+``return_curves`` draws the run's training returns against env steps and against wall-clock;
+``python -m runs.rl_system plot OUT.png RUN...`` draws several runs' on one figure (``compare_returns``).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +39,7 @@ from agents import (
 from .recipe import RecipeError
 from .records import read_jsonl
 
-__all__ = ["RlPlan", "RlRecipe", "plan_rl", "return_curves", "rl_specs"]
+__all__ = ["RlPlan", "RlRecipe", "compare_returns", "plan_rl", "return_curves", "rl_specs"]
 
 
 class RlRun(Strict):
@@ -220,3 +222,34 @@ def return_curves(run_dir: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def compare_returns(run_dirs: list[Path], path: Path) -> Path:
+    """One PNG: each run's mean of its last ``env.window`` training returns against env steps and wall-clock."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for run_dir in map(Path, run_dirs):
+        rows = [r for r in read_jsonl(run_dir / "metrics" / "env.jsonl") if "returns" in r]
+        for ax, x in zip(axes, ("env_steps", "wall_s")):
+            ax.plot([r[x] for r in rows], [r["return_mean"] for r in rows], label=run_dir.name, lw=1.2)
+    for ax, label in zip(axes, ("env steps", "wall-clock (s)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("training return (mean of the last episodes)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] != "plot":
+        raise SystemExit("usage: python -m runs.rl_system plot OUT.png RUN_DIR...")
+    print(compare_returns([Path(p) for p in sys.argv[3:]], Path(sys.argv[2])))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from runs import RecipeError, execute, prepare
+from runs.rl_system import compare_returns
 
 ROOT = Path(__file__).resolve().parents[2]
 CARTPOLE = ROOT / "runs" / "cartpole-ppo-backprop.toml"
@@ -76,6 +77,8 @@ def test_a_short_cartpole_run_learns(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "plots" / "returns.png").is_file()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics" / "env.jsonl").read_text().splitlines()]
     assert any("returns" in r for r in rows)
+    assert {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()} == {"encoder.pt", "head.pt"}
+    assert compare_returns([tmp_path / "run"], tmp_path / "cmp.png").is_file()
 
 
 @pytest.mark.parametrize("mode", ["backprop", "dni", "cdni", "none"])
