@@ -97,3 +97,14 @@ def test_a_plugged_in_env_runs_in_every_mode(tmp_path: Path, mode: str) -> None:
 def test_a_box_action_env_runs(tmp_path: Path) -> None:
     summary = run(tmp_path, CARTPOLE, CORRIDOR[1:] + ['env.id="tests.agents.rl_envs:Reach"', "env.kwargs={}"])
     assert summary["eval"]["mean_length"] == 4.0
+
+
+@pytest.mark.parametrize("mode", ["backprop", "dni"])
+def test_a_chain_of_two_encoders_runs(tmp_path: Path, mode: str) -> None:
+    text = CARTPOLE.read_text().replace('[[edges]]\nfrom = "encoder"\nto = "head"', (
+        '[[agents]]\nname = "middle"\nkind = "encoder"\nhidden = [32]\n\n'
+        '[[edges]]\nfrom = "encoder"\nto = "middle"\n\n[[edges]]\nfrom = "middle"\nto = "head"'))
+    recipe = tmp_path / "chain.toml"
+    recipe.write_text(text)
+    summary = run(tmp_path, recipe, CORRIDOR + [f"defaults.edge.backward={mode}"])
+    assert summary["agents"]["encoder"]["updates"] == summary["agents"]["middle"]["updates"] == 8 * 16
