@@ -28,6 +28,11 @@ Public API (import from ``agents`` only):
   is written whole or not at all).
 - diagnosis: ``run_reference`` / ``ReferenceConfig`` (a one-process DNI chain with the true gradient at hand:
   what M learns from, and how the applied gradient agrees with the true one), ``summarize_probes``.
+- reinforcement learning (``run.kind = "rl"``): ``RlEnvNode`` (a gymnasium vector env stepped on the head's
+  actions: ``make_vector_env``, ``space_facts``, ``check_action``), ``PolicyStage`` (an encoder) and ``PolicyHead``
+  (PPO's actor-critic), their tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``,
+  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``,
+  ``minibatch_order`` (the update's shuffles, from a seed both sides know).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
@@ -69,6 +74,7 @@ from .launchers import InprocLauncher, Launcher, LocalLauncher
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
+from .ppo import ActorCritic, PolicyEncoder, PpoConfig, explained_variance, gae, minibatch_order, ppo_loss
 from .process import NodeSpec
 from .recurrent import run_recurrent
 from .recurrent_agent import restore
@@ -82,6 +88,9 @@ from .recurrent_config import (
 )
 from .recurrent_lm import lm_bits
 from .recurrent_node import RecurrentNode
+from .rl_config import RlAgentConfig, RlEdgeConfig, RlSynthesizerConfig
+from .rl_env import RlEnvConfig, RlEnvNode, check_action, make_vector_env, space_facts
+from .rl_policy import PolicyHead, PolicyStage
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
 from .training import RunningMeans, TrainingAgent
@@ -90,6 +99,7 @@ __all__ = [
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",
+    "ActorCritic",
     "AgentConfig",
     "AgentOptions",
     "AgentSpec",
@@ -114,12 +124,21 @@ __all__ = [
     "NodeRuntime",
     "NodeSpec",
     "Outcome",
+    "PolicyEncoder",
+    "PolicyHead",
+    "PolicyStage",
+    "PpoConfig",
     "Recorder",
     "RecurrentConfig",
     "ReferenceConfig",
     "RecurrentNode",
     "RecurrentRecipe",
     "RecurrentRun",
+    "RlAgentConfig",
+    "RlEdgeConfig",
+    "RlEnvConfig",
+    "RlEnvNode",
+    "RlSynthesizerConfig",
     "RunningMeans",
     "StepDecay",
     "Strict",
@@ -135,24 +154,31 @@ __all__ = [
     "atomic_writer",
     "build_module",
     "build_optimizer",
+    "check_action",
     "check_config",
     "checkpoint_path",
     "cores_per_agent",
     "curve_wiring",
     "describe_error",
+    "agent_recipe",
+    "explained_variance",
+    "gae",
     "level_macs",
     "lm_bits",
-    "agent_recipe",
+    "make_vector_env",
+    "minibatch_order",
     "parse_recipe",
     "pick_device",
     "placement",
     "pool_images",
     "pooled_dim",
+    "ppo_loss",
     "resolve",
     "restore",
     "run_recurrent",
     "run_reference",
     "solve_hidden",
+    "space_facts",
     "store_capacity",
     "summarize_probes",
     "threads_per_agent",

@@ -70,7 +70,7 @@ def resume_run(run_dir: str, quiet: bool) -> None:
 def _print_summary(summary: dict) -> None:
     ev = summary.get("eval", {})
     shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in ev.items()
-                      if k.startswith(("test_", "valid_", "max_")))
+                      if k.startswith(("test_", "valid_", "max_", "mean_return", "steps_to_threshold")))
     click.echo(f"{summary.get('name', '')}: {summary['status']} in {summary.get('wall_s', 0):.1f} s"
                + (f"; composed system: {shown}" if shown else ""))
 

@@ -22,6 +22,7 @@ from .progress import RunProgress
 from .recipe import RecipeError, apply_overrides, read_recipe
 from .records import COMPLETED, RunRecords, new_run_dir, read_summary
 from .recurrent_system import check_recurrent, recurrent_specs
+from .rl_system import RlRecipe, plan_rl, rl_specs
 from .systems import build_graph, node_specs
 
 
@@ -39,6 +40,7 @@ SYSTEMS: dict[str, System] = {  # run.kind -> System: a new kind of recipe is on
     "feedforward": System(FeedForwardRecipe, build_graph, node_specs),
     "recurrent": System(RecurrentRunRecipe, check_recurrent, recurrent_specs),
     "multiscale": System(MultiscaleRecipe, check_multiscale, multiscale_specs),
+    "rl": System(RlRecipe, lambda recipe: plan_rl(recipe)[1], rl_specs),
 }
 
 
@@ -141,7 +143,7 @@ def _supervise(recipe: dict[str, Any], run_dir: Path, records: RunRecords, specs
     extra = getattr(launcher, "supervisor_kwargs", None)  # e.g. CURVE keys over tcp
     supervisor_kwargs = extra([s.name for s in specs]) if extra is not None else {}
     supervisor = Supervisor(specs, launcher, records, uuid.uuid4().hex[:8], ctx=ctx,
-                            restarts=recipe["run"]["restarts"], **supervisor_kwargs)
+                            restarts=recipe["run"].get("restarts", 0), **supervisor_kwargs)
     try:
         with RunProgress(recipe["run"]["steps"], recipe["run"]["name"], enabled=progress) as bar, \
                 sigterm_stops_the_run():
@@ -152,6 +154,10 @@ def _supervise(recipe: dict[str, Any], run_dir: Path, records: RunRecords, specs
         records.close()  # the JSONL files and TensorBoard writers, whatever ended the run
     try:
         learning_curves(run_dir)
+        if recipe["run"]["kind"] == "rl":
+            from .rl_system import return_curves
+
+            return_curves(run_dir)
     except Exception as err:  # noqa: BLE001 - a plot must never lose a run
         print(f"warning: could not draw learning curves: {err}")
     ctx.destroy(linger=0)

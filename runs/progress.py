@@ -42,7 +42,7 @@ class RunProgress:
             self.rate = values.get("batches_per_s", self.rate)
             self.advance_to(values[self.key])
         elif verb == "eval":
-            shown = {k: v for k, v in values.items() if k.startswith(("test_", "valid_", "max_"))}
+            shown = {k: v for k, v in values.items() if k.startswith(("test_", "valid_", "max_", "mean_return"))}
             self.last_eval = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in shown.items())
             self.progress.update(self.task, status=self._status())

@@ -14,4 +14,6 @@ machines these run on are shared and noisy: absolute numbers drift, ratios measu
 - ``memory``: peak RSS per agent and of the supervisor; bounded buffers under a slowed agent.
 - ``multiscale``: multi-timescale controllers (backprop / DNI / cDNI recipes): ms per step, each process's CPU and
   work ms per step, and the floors they set for a system whose agents never wait.
+- ``rl``: an RL recipe as dnilab agents vs the same PPO as one plain PyTorch loop (env steps/s, steps to the
+  threshold, final deterministic return).
 """

@@ -261,6 +261,28 @@ def floor(n_agents: int, modes: str, steps: int, profile: bool, out: str | None,
                    + [{"bench": "floor-profile", **r} for r in parts])
 
 
+@bench.command()
+@click.option("--recipes", default="runs/cartpole-ppo-backprop.toml,runs/cartpole-ppo-dni.toml", show_default=True,
+              help="Comma-separated RL recipe paths; the plain loop runs once per environment.")
+@click.option("--steps", default=50_000, show_default=True, help="Env steps per run (all copies).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override applied to every recipe.")
+@click.option("--no-plain", is_flag=True, help="Skip the single-process reference loop.")
+@out_option
+@json_option
+def rl(recipes: str, steps: int, overrides: tuple[str, ...], no_plain: bool, out: str | None, json_path: str | None,
+       collected: list[Row] | None = None) -> None:
+    """RL recipes as dnilab agents vs the same PPO as one plain PyTorch loop: env steps/s and sample efficiency."""
+    from . import rl as r
+
+    try:
+        rows = r.bench_rl([p.strip() for p in recipes.split(",")], steps, overrides, Path(out) if out else None,
+                          plain=not no_plain)
+    except RecipeError as err:
+        raise click.UsageError(f"bad recipe: {err}") from None
+    _emit("rl: dnilab agents vs one plain PPO loop (ratio = env steps/s vs the plain loop)", rows, r.COLUMNS, "rl",
+          json_path, collected)
+
+
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")
