@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from agents import NodeSpec, validate_recurrent
+from environments import LENGTHS
 
 from .devices import resolve_device
 from .recipe import RecipeError
 
 FACTORY = "agents:RecurrentNode"
+COPY_IDS = ("dnilab/Copy-v0", "dnilab/RepeatCopy-v0")
 
 
 def check_recurrent(recipe: dict[str, Any]) -> None:
@@ -22,6 +24,9 @@ def check_recurrent(recipe: dict[str, Any]) -> None:
         validate_recurrent(body)
     except ValueError as err:
         raise RecipeError(str(err)) from None
+    lengths = body["env"].get("kwargs", {}).get("lengths", LENGTHS[0])
+    if body["env"].get("id") in COPY_IDS and lengths not in LENGTHS:
+        raise RecipeError(f"env.kwargs.lengths: must be one of {', '.join(map(repr, LENGTHS))}, got {lengths!r}")
     resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
 
 
