@@ -53,11 +53,11 @@ class Curriculum:
         self.solved: list[tuple[int, int]] = []  # (length, repeats) of each level passed
         self._next_is_length = True
 
-    def error(self, bits_per_seq: float, output_steps: int) -> float:
+    def error(self, bits_per_seq: float, output_steps: float) -> float:
         """The error in the configured unit."""
         return bits_per_seq if self.cfg.unit == "sequence" else bits_per_seq / max(output_steps, 1)
 
-    def update(self, bits_per_seq: float, output_steps: int) -> bool:
+    def update(self, bits_per_seq: float, output_steps: float) -> bool:
         """Record one episode's error at the current level; True if the level was just solved (advanced)."""
         self.recent.append(self.error(bits_per_seq, output_steps))
         if len(self.recent) < self.cfg.avg_over or sum(self.recent) / len(self.recent) >= self.cfg.threshold:

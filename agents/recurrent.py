@@ -70,20 +70,20 @@ def _run_copy(
         agent.learner.start_episode(cfg.batch_size)
 
     new_episode(run.seed)
-    means, ep_bits, ep_out, episodes, step, t0 = RunningMeans(skip_nonfinite=True), 0.0, 0, 0, 0, time.time()
+    means, ep_bits, ep_out, episodes, step, t0 = RunningMeans(skip_nonfinite=True), 0.0, 0.0, 0, 0, time.time()
     last_reported = 0
     while step < run.steps and not should_stop():
         x, y, m, done = stream.window(cfg.window)
         metrics, _ = agent.learner.train_window(agent.x(x), agent.y(y), agent.m(m), done)
         step += 1
         ep_bits += metrics["loss"] * cfg.window / LN2  # loss = Σ BCE / (B T) -> bits per sequence
-        ep_out += int(m.any(axis=1).sum())
+        ep_out += float(m.sum()) / m.shape[1]  # output steps per sequence (lengths differ within a batch)
         means.add(metrics)
         if done:
             means.add({"bits_per_seq": ep_bits, "bits_per_step": ep_bits / max(ep_out, 1)})
             cur.update(ep_bits, ep_out)
             episodes += 1
-            ep_bits, ep_out = 0.0, 0
+            ep_bits, ep_out = 0.0, 0.0
             new_episode()
         if step % run.log_every == 0:
             report(step, _copy_report(means, cur, repeat, episodes, step / (time.time() - t0)))

@@ -15,8 +15,8 @@ __all__ = ["KNOWN_ENVS", "RecurrentConfig", "RecurrentEnv", "RecurrentRecipe", "
 
 # Env ids this agent knows: task kind and the env kwargs a recipe may set (batch_size/split are the agent's).
 KNOWN_ENVS: dict[str, tuple[str, frozenset[str]]] = {
-    "dnilab/Copy-v0": ("copy", frozenset({"length", "bits"})),
-    "dnilab/RepeatCopy-v0": ("copy", frozenset({"length", "repeats", "bits", "repeat_norm"})),
+    "dnilab/Copy-v0": ("copy", frozenset({"length", "bits", "lengths"})),
+    "dnilab/RepeatCopy-v0": ("copy", frozenset({"length", "repeats", "bits", "repeat_norm", "lengths"})),
     "dnilab/CharLM-v0": ("lm", frozenset({"corpus", "root", "text", "download"})),
 }
 Fraction = Annotated[float, Field(ge=0, lt=1)]

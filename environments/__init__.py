@@ -27,7 +27,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from .charlm import CharLM
-from .copy import Copy, RepeatCopy, bits_per_sequence
+from .copy import LENGTHS, Copy, RepeatCopy, bits_per_sequence
 from .data import DataUnavailable, data_dir
 from .digits import DigitStream
 from .mnist import MnistStream, fetch_mnist, load_mnist
@@ -36,6 +36,7 @@ from .text import bits_per_char, load_corpus, load_ptb_chars, load_shakespeare, 
 
 __all__ = [
     "CharLM",
+    "LENGTHS",
     "Copy",
     "DataUnavailable",
     "RepeatCopy",

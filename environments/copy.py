@@ -3,23 +3,27 @@
 Why here: the DNI paper (Jaderberg et al. 2016, Sect. 3.1) measures how far back an RNN trained with
 truncated BPTT can remember by the longest Copy / Repeat Copy sequence it solves under a curriculum.
 
-Protocol (one env step = one time step of B sequences that share the current length N):
+Protocol (one env step = one time step of B sequences; the episode lasts as long as its longest sequence):
 
 - ``reset(seed=..., options={"length": N, "repeats": R})`` -> ``(obs_0, info_0)``; ``step(action)`` ->
   ``(obs_t, 0.0, terminated, False, info_t)``. The action (predictions) is ignored and may be ``None``.
 - The obs returned with ``terminated=True`` is the *last* time step of the episode and still counts;
   stepping again needs a ``reset()``.
-- ``info["target"]``: float32 ``[B, n_out]``; ``info["mask"]``: bool ``[B]`` (all equal), True on the
-  output phase, the only steps that count for the loss.
-- ``set_length(n)`` / ``set_repeats(r)`` (or the ``options`` above) take effect at the next reset, for a
-  curriculum.
+- ``info["target"]``: float32 ``[B, n_out]``; ``info["mask"]``: bool ``[B]``, True where sequence b is in
+  its output phase, the only steps that count for the loss.
+- ``set_length(n)`` / ``set_repeats(r)`` (or the ``options`` above) set the level from the next reset on,
+  for a curriculum.
+- ``lengths = "uniform"`` (default): each sequence draws its own length uniformly from 1..N (and, Repeat
+  Copy, its own repeat count from 1..R), as the NTM paper draws lengths from a range (1-20 for Copy, 1-10
+  for Repeat Copy); shorter sequences are padded at the end with zero inputs, zero targets and mask False.
+  ``"level"``: every sequence has exactly N (and R), so every episode is one fixed layout.
 
-Copy, channels ``n_in = bits + 1`` (last = delimiter): N input vectors, one delimiter step, then N output
-steps with zero input whose targets are the N vectors. Episode length 2N + 1.
+Copy, channels ``n_in = bits + 1`` (last = delimiter): n input vectors, one delimiter step, then n output
+steps with zero input whose targets are the n vectors. A sequence takes 2n + 1 steps.
 
-RepeatCopy, ``n_in = bits + 2`` (delimiter, repeat count R / ``repeat_norm``), ``n_out = bits + 1`` (last
-= end marker): N input vectors, one delimiter step carrying R, then N·R output steps replaying the vectors
-R times and one step with only the end marker set. Episode length N + 1 + N·R + 1.
+RepeatCopy, ``n_in = bits + 2`` (delimiter, repeat count r / ``repeat_norm``), ``n_out = bits + 1`` (last
+= end marker): n input vectors, one delimiter step carrying r, then n·r output steps replaying the vectors
+r times and one step with only the end marker set. A sequence takes n + 1 + n·r + 1 steps.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["Copy", "RepeatCopy", "bits_per_sequence"]
+__all__ = ["LENGTHS", "Copy", "RepeatCopy", "bits_per_sequence"]
 
 _LN2 = math.log(2.0)
+LENGTHS = ("uniform", "level")  # how a sequence's length (and repeat count) is drawn at level N (and R)
 
 
 def bits_per_sequence(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
@@ -56,11 +61,13 @@ class _CopyBase(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, n_in: int, n_out: int, batch_size: int, length: int, bits: int) -> None:
+    def __init__(self, n_in: int, n_out: int, batch_size: int, length: int, bits: int, lengths: str) -> None:
         for name, v in (("batch_size", batch_size), ("length", length), ("bits", bits)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{type(self).__name__}: {name} must be an int >= 1, got {v!r}")
-        self.batch_size, self.bits, self.length = batch_size, bits, length
+        if lengths not in LENGTHS:
+            raise ValueError(f"{type(self).__name__}: lengths must be one of {', '.join(LENGTHS)}, got {lengths!r}")
+        self.batch_size, self.bits, self.length, self.lengths = batch_size, bits, length, lengths
         self.n_in, self.n_out = n_in, n_out
         high = np.ones((batch_size, n_in), np.float32)
         if n_in == bits + 2:  # RepeatCopy's repeat-count channel: R / repeat_norm, unbounded in principle
@@ -69,7 +76,7 @@ class _CopyBase(gym.Env):
         self.action_space = spaces.Box(0.0, 1.0, (batch_size, n_out), np.float32)
         self._obs = np.zeros((0, batch_size, n_in), np.float32)  # [L, B, n_in] for the current episode
         self._tgt = np.zeros((0, batch_size, n_out), np.float32)  # [L, B, n_out]
-        self._mask = np.zeros((0,), bool)  # [L]
+        self._mask = np.zeros((0, batch_size), bool)  # [L, B]
         self._t = -1
 
     def set_length(self, n: int) -> None:
@@ -82,14 +89,21 @@ class _CopyBase(gym.Env):
     def episode_length(self) -> int:
         return int(self._mask.shape[0])
 
-    def _layout(self, seq: np.ndarray) -> None:  # fills _obs, _tgt, _mask from seq [B, N, bits]
+    def _draw(self, level: int) -> np.ndarray:
+        """Per-sequence values [B] at a level: all ``level`` or uniform on 1..level (``lengths``)."""
+        if self.lengths == "level":
+            return np.full(self.batch_size, level, dtype=np.int64)
+        return self.np_random.integers(1, level + 1, size=self.batch_size)
+
+    def _layout(self, seq: np.ndarray, ns: np.ndarray) -> None:
+        """Fill _obs, _tgt, _mask from seq [B, max n, bits], of which sequence b uses its first ns[b] vectors."""
         raise NotImplementedError
 
     def _info(self) -> dict[str, Any]:
         t = self._t
         return {
             "target": self._tgt[t].copy(),
-            "mask": np.full((self.batch_size,), self._mask[t], dtype=bool),
+            "mask": self._mask[t].copy(),
             "t": t,
             "length": self.length,
         }
@@ -101,8 +115,9 @@ class _CopyBase(gym.Env):
             self.set_length(options["length"])
         if "repeats" in options:
             self.set_repeats(options["repeats"])  # type: ignore[attr-defined]
-        seq = self.np_random.integers(0, 2, size=(self.batch_size, self.length, self.bits)).astype(np.float32)
-        self._layout(seq)
+        ns = self._draw(self.length)
+        seq = self.np_random.integers(0, 2, size=(self.batch_size, int(ns.max()), self.bits)).astype(np.float32)
+        self._layout(seq, ns)
         self._t = 0
         return self._obs[0].copy(), self._info()
 
@@ -117,23 +132,21 @@ class _CopyBase(gym.Env):
 class Copy(_CopyBase):
     """NTM Copy: remember N random ``bits``-bit vectors, replay them after the delimiter."""
 
-    def __init__(self, batch_size: int = 32, length: int = 1, bits: int = 8) -> None:
-        super().__init__(n_in=bits + 1, n_out=bits, batch_size=batch_size, length=length, bits=bits)
+    def __init__(self, batch_size: int = 32, length: int = 1, bits: int = 8, lengths: str = "uniform") -> None:
+        super().__init__(n_in=bits + 1, n_out=bits, batch_size=batch_size, length=length, bits=bits,
+                         lengths=lengths)
 
-    def output_steps(self) -> int:
-        """Output-phase steps per sequence at the current length (for per-step error)."""
-        return self.length
-
-    def _layout(self, seq: np.ndarray) -> None:
-        b, n, k = seq.shape
-        total = 2 * n + 1
+    def _layout(self, seq: np.ndarray, ns: np.ndarray) -> None:
+        b, _, k = seq.shape
+        total = int(2 * ns.max() + 1)
         obs = np.zeros((total, b, k + 1), np.float32)
         tgt = np.zeros((total, b, k), np.float32)
-        obs[:n, :, :k] = seq.transpose(1, 0, 2)  # input phase
-        obs[n, :, k] = 1.0  # delimiter
-        tgt[n + 1 :] = seq.transpose(1, 0, 2)  # output phase
-        mask = np.zeros(total, bool)
-        mask[n + 1 :] = True
+        mask = np.zeros((total, b), bool)
+        for i, n in enumerate(ns.tolist()):
+            obs[:n, i, :k] = seq[i, :n]  # input phase
+            obs[n, i, k] = 1.0  # delimiter
+            tgt[n + 1 : 2 * n + 1, i] = seq[i, :n]  # output phase
+            mask[n + 1 : 2 * n + 1, i] = True
         self._obs, self._tgt, self._mask = obs, tgt, mask
 
 
@@ -147,8 +160,10 @@ class RepeatCopy(_CopyBase):
         repeats: int = 1,
         bits: int = 8,
         repeat_norm: float = 10.0,
+        lengths: str = "uniform",
     ) -> None:
-        super().__init__(n_in=bits + 2, n_out=bits + 1, batch_size=batch_size, length=length, bits=bits)
+        super().__init__(n_in=bits + 2, n_out=bits + 1, batch_size=batch_size, length=length, bits=bits,
+                         lengths=lengths)
         if not isinstance(repeat_norm, (int, float)) or isinstance(repeat_norm, bool) or repeat_norm <= 0:
             raise ValueError(f"RepeatCopy: repeat_norm must be a number > 0, got {repeat_norm!r}")
         self.repeat_norm = float(repeat_norm)
@@ -161,26 +176,24 @@ class RepeatCopy(_CopyBase):
             raise ValueError(f"repeats must be an int >= 1, got {r!r}")
         self.repeats = r
 
-    def output_steps(self) -> int:
-        """Output-phase steps per sequence: N·R replays + the end marker."""
-        return self.length * self.repeats + 1
-
     def _info(self) -> dict[str, Any]:
         info = super()._info()
         info["repeats"] = self.repeats
         return info
 
-    def _layout(self, seq: np.ndarray) -> None:
-        b, n, k = seq.shape
-        r = self.repeats
-        total = n + 1 + n * r + 1
+    def _layout(self, seq: np.ndarray, ns: np.ndarray) -> None:
+        b, _, k = seq.shape
+        rs = self._draw(self.repeats)
+        total = int((ns + 1 + ns * rs + 1).max())
         obs = np.zeros((total, b, k + 2), np.float32)
         tgt = np.zeros((total, b, k + 1), np.float32)
-        obs[:n, :, :k] = seq.transpose(1, 0, 2)
-        obs[n, :, k] = 1.0  # delimiter
-        obs[n, :, k + 1] = r / self.repeat_norm  # repeat count, normalised
-        tgt[n + 1 : n + 1 + n * r, :, :k] = np.tile(seq, (1, r, 1)).transpose(1, 0, 2)
-        tgt[-1, :, k] = 1.0  # end marker
-        mask = np.zeros(total, bool)
-        mask[n + 1 :] = True
+        mask = np.zeros((total, b), bool)
+        for i, (n, r) in enumerate(zip(ns.tolist(), rs.tolist(), strict=True)):
+            end = n + 1 + n * r  # the end marker's step
+            obs[:n, i, :k] = seq[i, :n]
+            obs[n, i, k] = 1.0  # delimiter
+            obs[n, i, k + 1] = r / self.repeat_norm  # repeat count, normalised
+            tgt[n + 1 : end, i, :k] = np.tile(seq[i, :n], (r, 1))
+            tgt[end, i, k] = 1.0  # end marker
+            mask[n + 1 : end + 1, i] = True
         self._obs, self._tgt, self._mask = obs, tgt, mask

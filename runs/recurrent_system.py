@@ -5,14 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from agents import NodeSpec, agent_recipe
+from environments import LENGTHS
 
 from .devices import resolve_device
+from .recipe import RecipeError
 
 FACTORY = "agents:RecurrentNode"
+COPY_IDS = ("dnilab/Copy-v0", "dnilab/RepeatCopy-v0")
 
 
 def check_recurrent(recipe: dict[str, Any]) -> None:
     """What ``runs.config.RecurrentRunRecipe`` cannot check alone: the device is one this machine has."""
+    lengths = recipe["env"].get("kwargs", {}).get("lengths", LENGTHS[0])
+    if recipe["env"].get("id") in COPY_IDS and lengths not in LENGTHS:
+        raise RecipeError(f"env.kwargs.lengths: must be one of {', '.join(map(repr, LENGTHS))}, got {lengths!r}")
     resolve_device(0, recipe["run"]["device"], "run.device", recipe["run"]["launcher"])
 
 
