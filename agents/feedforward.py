@@ -456,11 +456,7 @@ class FeedForwardAgent(TrainingAgent):
                 result = {"round": meta["round"], "at": meta["at"], "final": meta.get("final", False),
                           "test_error": 100.0 * (1 - self.eval_correct / total),
                           "test_loss": self.eval_loss / total, "examples": self.eval_total}
-                self.eval_correct = self.eval_total = 0
-                self.eval_loss = 0.0
-                self.rt.tell("eval", step=meta["at"], **result)
-                if result["final"]:
-                    self.rt.tell("complete")
+                self.report_eval(result)
             self.save_checkpoint()
 
     # -- records (the rest: agents.training) ----------------------------------------------------------

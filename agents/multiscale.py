@@ -481,11 +481,7 @@ class TickingAgent(TrainingAgent):
                           "test_accuracy": 100.0 * self.eval_correct / total,
                           "test_loss": self.eval_loss / total, "examples": self.eval_total,
                           "train_s": self.train_seconds(), "train_steps": self.last_step + 1}
-                self.eval_correct = self.eval_total = 0
-                self.eval_loss = 0.0
-                self.rt.tell("eval", step=meta["at"], **result)
-                if result["final"]:
-                    self.rt.tell("complete")
+                self.report_eval(result)
             self.save_checkpoint()
 
     def train_seconds(self) -> float:

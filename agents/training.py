@@ -90,6 +90,15 @@ class TrainingAgent(Node):
         self.done_at_last_report = done
         self.rt.tell("metrics", step=self.last_step, **values)
 
+    def report_eval(self, result: dict[str, Any]) -> None:
+        """Tell the supervisor one evaluation pass's result (the final one completes the run), and start the
+        next pass's tallies (``eval_correct``, ``eval_total``, ``eval_loss``) from zero."""
+        self.eval_correct = self.eval_total = 0
+        self.eval_loss = 0.0
+        self.rt.tell("eval", step=result["at"], **result)
+        if result["final"]:
+            self.rt.tell("complete")
+
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
