@@ -149,3 +149,9 @@ def test_a_stage_waiting_on_a_true_gradient_acks_at_once() -> None:
                  EdgeSpec("l2", "head", backward=backward)]
         graph = Graph(specs, edges, (6,), CLASSES)
         assert FeedForwardAgent(graph.agent("l2"), graph).acks_ride is rides
+
+
+def test_dni_edges_learn_from_delayed_targets_by_default_and_cdni_from_bootstrapped_ones() -> None:
+    assert EdgeSpec("l1", "l2", backward="dni").sg_target == "delayed"
+    assert EdgeSpec("l1", "l2", backward="cdni").sg_target == "bootstrap"
+    assert EdgeSpec("l1", "l2", backward="dni", synthesizer={"target": "bootstrap"}).sg_target == "bootstrap"
