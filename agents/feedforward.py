@@ -202,7 +202,7 @@ class FeedForwardAgent(TrainingAgent):
         elif msg.kind is Kind.TARGET:
             acks = msg.meta.get("acks")
             if acks:
-                self.inflight[msg.edge] -= len(acks)
+                self.inflight[msg.edge] = max(0, self.inflight[msg.edge] - len(acks))  # as a plain ack
             t0 = time.monotonic()
             self._on_target(msg.edge, msg.step, msg.tensors[0].to(self.device))
             self.busy_s += time.monotonic() - t0  # M's learning step or the held step's backward: work too
