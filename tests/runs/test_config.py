@@ -31,7 +31,8 @@ def test_cnn_depth_is_derived() -> None:
 
 
 @pytest.mark.parametrize(("patch", "message"), [
-    ({"run": {"kind": "quantum"}}, "run.kind: must be one of 'feedforward', 'recurrent', 'multiscale', 'rl', got 'quantum'"),
+    ({"run": {"kind": "quantum"}},
+     "run.kind: must be one of 'feedforward', 'recurrent', 'multiscale', 'rl', got 'quantum'"),
     ({"run": {"steps": "many"}}, "run.steps: must be an int, got 'many'"),
     ({"run": {"pace": "slow"}}, "run.pace: must be 'fastest' or 'all', got 'slow'"),
     ({"levels": {}}, "levels: unknown key (known: agents, defaults, edges, env, model, overrides, paper, run)"),
