@@ -221,6 +221,7 @@ class EdgeOptions(Strict):
     synthesizer: SynthesizerConfig = SynthesizerConfig()
     input_synthesizer: InputSynthesizerConfig = InputSynthesizerConfig()
     prefer_real: bool = True  # synthetic forward: use a real h that already arrived (False: always I(x))
+    late_real: bool = False   # synthetic forward: a real h that arrives after its step was done on I(x) is trained too
 
 
 class EdgeConfig(EdgeOptions):

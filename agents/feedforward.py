@@ -76,6 +76,9 @@ class FeedForwardAgent(TrainingAgent):
         self.seed = seed
         self.device = torch.device(spec.device)
         self.ack_inputs = ack_inputs and self.synthetic_in  # the environment paces on every reader of x
+        # free-running: a real h that arrives after its step was done on I(x) is trained on too (docs/RESULTS-dni.md)
+        self.late_real = (self.synthetic_in and self.in_edge.late_real and self.in_edge.prefer_real
+                          and not self.ack_inputs)
         # free-running: the budget is this agent's own `steps` updates; then it tells the environment and keeps
         # forwarding real activations (no learning) so that its neighbours still see real inputs
         self.free_running = free_running
@@ -168,6 +171,7 @@ class FeedForwardAgent(TrainingAgent):
         self.updates = 0
         self.trained_real = 0       # training steps on the sender's real activation (or the env's batch)
         self.trained_synthetic = 0  # training steps on I(x)
+        self.trained_late = 0       # late_real: training steps on a real h that came after its step was done on I(x)
         self.budget_done = False    # free-running: this agent's own `steps` updates are done; it only forwards
         self.means = RunningMeans()
         self.t_start = time.monotonic()
@@ -197,7 +201,7 @@ class FeedForwardAgent(TrainingAgent):
         elif msg.kind is Kind.ACT:
             if self.si is not None:  # I learns from the real h that arrive, used or not (see _learn_si)
                 self.si_pairs.put(msg.step, msg.tensors[0])
-            if msg.step > self.last_step:
+            if msg.step > self.last_step or self.late_real:
                 self.acts.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.TARGET:
             acks = msg.meta.get("acks")
@@ -276,29 +280,37 @@ class FeedForwardAgent(TrainingAgent):
         if any(n >= self.window for e, n in self.inflight.items() if e not in self.unlocked_down):
             return None  # the receiver has not consumed enough: bounded steps in flight
         ready = self._ready_steps()
-        if not ready:
-            return None
         if not self.synthetic_in or self.ack_inputs:
-            return min(ready)  # forward-locked, or paced by the environment: every step, in order
-        # forward-unlocked: never wait; take the newest step whose real h is here, else the newest through I(x)
+            return min(ready) if ready else None  # forward-locked, or paced by the environment: in order
+        # forward-unlocked: never wait; take the newest step whose real h is here, else (late_real) the newest
+        # real h of a step already done on I(x), else the newest step through I(x)
         real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
-        return max(real) if real else max(ready)
+        candidates = real or self._late_steps() or ready
+        return max(candidates) if candidates else None
 
     def _ready_steps(self) -> list[int]:
         """Training steps whose inputs (and labels, at a head) are here and newer than the last one trained."""
         return [s for s in self._driver().steps() if s > self.last_step and (not self.needs_labels or s in self.labels)]
 
+    def _late_steps(self) -> list[int]:
+        """Steps already done on I(x) whose real h (and label, at a head) has arrived since: ``late_real``."""
+        if not self.late_real or self.budget_done:
+            return []
+        return [s for s in self.acts.steps() if s <= self.last_step and (not self.needs_labels or s in self.labels)]
+
     def _train_step(self, step: int) -> None:
+        late = step <= self.last_step  # late_real: a step done on I(x) before, now on its real h
         if self.synthetic_in:
-            x_env = self.inputs.pop(step).to(self.device)
+            x_env = self.inputs.pop(step)
             real = self.acts.pop(step)
-            x = real.to(self.device) if real is not None else self.si.predict(step, x_env)
+            x = real.to(self.device) if real is not None else self.si.predict(step, x_env.to(self.device))
             if not self.budget_done:
                 self.means.add({"real_input": float(real is not None)})
                 self.trained_synthetic += real is None
+                self.trained_late += late
         else:
             x = self._driver().pop(step).to(self.device)
-        older = [s for s in self._driver().steps() if s < step]
+        older = [] if late else [s for s in self._driver().steps() if s < step]
         self.skipped += len(older)
         for s in older:
             self._driver().pop(s)
@@ -309,10 +321,14 @@ class FeedForwardAgent(TrainingAgent):
             self._ack(self.in_edge.sender, self.in_edge.name, [*older, step])
         if self.ack_inputs:
             self._ack(ENV, f"{ENV}->{self.name}", [*older, step])
-        label = self.labels.pop(step).to(self.device) if self.needs_labels else None
-        for s in [s for s in self.labels.steps() if s < step]:
-            self.labels.pop(s)
-        self.last_step = step
+        label = None
+        if self.needs_labels:
+            # late_real keeps a label until its step is trained on the real h (the store's capacity bounds it)
+            keep = self.late_real and self.synthetic_in and real is None
+            label = (self.labels.get(step) if keep else self.labels.pop(step)).to(self.device)
+            for s in [s for s in self.labels.steps() if s < step] if not self.late_real else []:
+                self.labels.pop(s)
+        self.last_step = max(self.last_step, step)
         if self.budget_done:
             self._forward_only(step, x)
             return
@@ -481,6 +497,7 @@ class FeedForwardAgent(TrainingAgent):
     def counters(self) -> dict[str, float]:
         out: dict[str, float] = {"steps": self.steps_done, "skipped": self.skipped,
                                  "trained_real": self.trained_real, "trained_synthetic": self.trained_synthetic,
+                                 "trained_late": self.trained_late,
                                  "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
                                  "stored": len(self.inputs) + len(self.acts) + len(self.labels), **super().counters()}
         for name, sg in self.sg.items():

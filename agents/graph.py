@@ -31,6 +31,7 @@ class EdgeSpec:
     synthesizer: dict[str, Any] = field(default_factory=dict)        # M: hidden, lr, capacity, scale
     input_synthesizer: dict[str, Any] = field(default_factory=dict)  # I: hidden, lr, capacity
     prefer_real: bool = True   # synthetic forward: use a real h that already arrived (False: always I(x))
+    late_real: bool = False    # synthetic forward: train on a real h that arrives after its step was done on I(x)
 
     @property
     def name(self) -> str:

@@ -34,6 +34,10 @@ class StepBuffer(Generic[V]):
         """Remove and return the value for step, or None if it was never stored or already evicted."""
         return self._items.pop(step, None)
 
+    def get(self, step: int) -> V | None:
+        """The value for step, left in place; None if it was never stored or already evicted."""
+        return self._items.get(step)
+
     def steps(self) -> list[int]:
         """Stored steps, oldest first."""
         return list(self._items)

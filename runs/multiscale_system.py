@@ -45,7 +45,7 @@ from environments import make
 
 from .devices import resolve_device
 from .recipe import RecipeError
-from .records import read_jsonl
+from .records import read_evals
 from .report import describe
 
 __all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale",
@@ -226,7 +226,7 @@ def accuracy_curve(run_dir: Path) -> list[dict[str, Any]]:
     """Eval rows of a run (test_accuracy %, train_s, at = env steps trained, samples)."""
     recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
     batch = recipe.get("env", {}).get("kwargs", {}).get("batch_size", 64)
-    rows = [r for r in read_jsonl(run_dir / "metrics" / "eval.jsonl") if "test_accuracy" in r]
+    rows = [r for r in read_evals(run_dir) if "test_accuracy" in r]
     for r in rows:
         r["samples"] = r.get("at", 0) * batch
     return rows

@@ -1,7 +1,10 @@
 """The run folder: resolved recipe, metadata, per-agent metrics (JSON lines and TensorBoard events), evaluations
 and summary.
 
-Everything is written as it arrives, so a run that fails or is stopped keeps its records.
+Everything is written as it arrives, so a run that fails or is stopped keeps its records. When the run ends,
+``summary.json`` also takes the metadata (``meta``) and the composed system's evaluations (``evals``): a finished
+run's record is ``recipe.toml`` + ``summary.json``, two small files that the repository keeps (results/README.md);
+``meta.json`` and ``metrics/`` are the live copies, for resuming and for the full streams.
 """
 
 from __future__ import annotations
@@ -180,6 +183,8 @@ class RunRecords:
             summary["restarts"] = self.restarts
         if error:
             summary["error"] = error
+        summary["meta"] = self.meta
+        summary["evals"] = self.evals
         write_json(self.path / "summary.json", summary)
         return summary
 
@@ -209,6 +214,13 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((Path(run_dir) / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def read_evals(run_dir: Path) -> list[dict[str, Any]]:
+    """The composed system's evaluations of a run: ``metrics/eval.jsonl`` of a live or full run folder, else the
+    ``evals`` that ``summary.json`` keeps (the committed record)."""
+    rows = read_jsonl(Path(run_dir) / "metrics" / "eval.jsonl")
+    return rows or (read_summary(run_dir) or {}).get("evals", [])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

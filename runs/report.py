@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .records import read_jsonl, read_summary
+from .records import read_evals, read_jsonl, read_summary
 
 # -------------------------------------------------------------------------------------- paper numbers
 
@@ -336,11 +336,11 @@ _CURVE_METRICS = ("test_error", "test_accuracy", "valid_bpc", "test_bpc", "max_l
 
 
 def eval_curve(run: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
-    """(metric, rows) of the run's evaluation curve: ``metrics/eval.jsonl`` first, then other streams."""
+    """(metric, rows) of the run's evaluation curve: its evaluations (``read_evals``) first, then other streams."""
     metrics = Path(run["dir"]) / "metrics"
-    streams = [metrics / "eval.jsonl"] + sorted(p for p in metrics.glob("*.jsonl") if p.name != "eval.jsonl")
-    for path in streams:
-        rows = read_jsonl(path)
+    streams = [read_evals(run["dir"])] + [read_jsonl(p) for p in sorted(metrics.glob("*.jsonl"))
+                                           if p.name != "eval.jsonl"]
+    for rows in streams:
         for key in _CURVE_METRICS:
             picked = [r for r in rows if _is_number(r.get(key))]
             if picked:

@@ -37,7 +37,7 @@ from agents import (
 )
 
 from .recipe import RecipeError
-from .records import read_jsonl
+from .records import read_evals, read_jsonl
 
 __all__ = ["RlPlan", "RlRecipe", "compare_returns", "plan_rl", "return_curves", "rl_specs"]
 
@@ -206,7 +206,7 @@ def return_curves(run_dir: Path) -> Path | None:
     (left) and wall-clock seconds (right)."""
     run_dir = Path(run_dir)
     rows = [r for r in read_jsonl(run_dir / "metrics" / "env.jsonl") if "returns" in r]
-    evals = [r for r in read_jsonl(run_dir / "metrics" / "eval.jsonl") if "mean_return" in r]
+    evals = [r for r in read_evals(run_dir) if "mean_return" in r]
     if not rows and not evals:
         return None
     import matplotlib  # here: every spawned agent process imports this package

@@ -49,3 +49,19 @@ def test_composition_uses_no_synthesizer(tmp_path: Path) -> None:
     # uniform, so the error can move by points with the thread count alone)
     assert abs(composed_loss(comp.stdout) - result["test_loss"]) <= 1e-4
     assert abs(composed_error(comp.stdout) - reported) <= 10.0
+
+
+def test_late_real_trains_on_real_activations_that_arrive_after_their_step(tmp_path: Path) -> None:
+    """With ``late_real``, a head that ran ahead on I(x) still trains on the real h when it arrives."""
+    run_dir = tmp_path / "run"
+    out = dnilab("run", UNLOCK, *sets("run.steps=120", "run.eval_every=0", "run.capacity=16",
+                                      "defaults.edge.late_real=true", "overrides.l3.slowdown=4.0"),
+                 "--out", str(run_dir), "--quiet")
+    assert out.returncode == 0, out.stderr
+    agents = summary(run_dir)["agents"]
+    for name in ("l1", "l2", "l3", "head"):
+        assert agents[name]["updates"] == 120  # late steps count against the agent's own budget
+        assert agents[name]["trained_real"] + agents[name]["trained_synthetic"] == 120
+    head = agents["head"]
+    assert head["trained_late"] > 0  # l3 is 4x slower: its activations reach the head after I(x) was used
+    assert head["trained_late"] <= head["trained_real"]
