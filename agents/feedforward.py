@@ -79,8 +79,9 @@ class FeedForwardAgent(TrainingAgent):
         # free-running: a real h that arrives after its step was done on I(x) is trained on too (docs/RESULTS-dni.md)
         self.late_real = (self.synthetic_in and self.in_edge.late_real and self.in_edge.prefer_real
                           and not self.ack_inputs)
-        # free-running: the budget is this agent's own `steps` updates; then it tells the environment and keeps
-        # forwarding real activations (no learning) so that its neighbours still see real inputs
+        # free-running: the budget is this agent's own `steps` updates; then it tells the environment, stops
+        # updating, and goes on forwarding real activations and returning targets (eval mode), so that its
+        # neighbours still see real inputs and their M keep learning the gradient of the network evaluated
         self.free_running = free_running
         # credits ride on the target when it leaves in the same step as the ack would (never wait on a true gradient)
         # (not with a delayed target: it leaves only when the targets for this agent's output are back)
@@ -172,7 +173,7 @@ class FeedForwardAgent(TrainingAgent):
         self.trained_real = 0       # training steps on the sender's real activation (or the env's batch)
         self.trained_synthetic = 0  # training steps on I(x)
         self.trained_late = 0       # late_real: training steps on a real h that came after its step was done on I(x)
-        self.budget_done = False    # free-running: this agent's own `steps` updates are done; it only forwards
+        self.budget_done = False    # free-running: this agent's own `steps` updates are done; it stops updating
         self.means = RunningMeans()
         self.t_start = time.monotonic()
         self.t_last_report = self.t_start
@@ -329,15 +330,15 @@ class FeedForwardAgent(TrainingAgent):
             for s in [s for s in self.labels.steps() if s < step] if not self.late_real else []:
                 self.labels.pop(s)
         self.last_step = max(self.last_step, step)
-        if self.budget_done:
-            self._forward_only(step, x)
-            return
-        self.steps_done += 1
-        self.trained_real = self.steps_done - self.trained_synthetic
+        if not self.budget_done:
+            self.steps_done += 1
+            self.trained_real = self.steps_done - self.trained_synthetic
         x = x.detach().clone().requires_grad_(self.in_edge.sends_targets and self.wave is None)
         if self.wave is not None:
             self.wave.remember(step, x)
-        self.module.train()
+        # past a free-running budget: the network that will be evaluated (eval mode) and no update of its own,
+        # but it still forwards and returns targets, so its neighbours' M and I keep learning against it
+        self.module.train(not self.budget_done)
         self._simulate_device()
         if self.spec.head:
             logits = self.module(x)
@@ -367,17 +368,6 @@ class FeedForwardAgent(TrainingAgent):
         else:
             self._finish(step, x, h, grad)
 
-    def _forward_only(self, step: int, x: torch.Tensor) -> None:
-        """After a free-running agent's budget: pass the input on as the composed system would (eval mode)."""
-        if self.spec.head:
-            return
-        self.module.eval()
-        with torch.no_grad():
-            act = self.module(x)
-        self.module.train()
-        for e in self.out_edges:
-            self._send_act(e, step, act)
-
     def _finish(self, step: int, x: torch.Tensor, h: torch.Tensor, grad: torch.Tensor | None) -> None:
         """Backward with the gradient for h (synthetic, true, or their sum), update, send dL/dx back."""
         if grad is not None:
@@ -393,7 +383,7 @@ class FeedForwardAgent(TrainingAgent):
         self.decay = StepDecay(self.optimizer, self.spec.optimizer, self.total_steps)
 
     def _update(self) -> None:
-        if self.rng.random() < self.spec.update_prob:
+        if not self.budget_done and self.rng.random() < self.spec.update_prob:
             self.decay.at(self.last_step)
             self.optimizer.step()
             self.updates += 1
