@@ -202,7 +202,7 @@ class FeedForwardAgent(TrainingAgent):
         elif msg.kind is Kind.ACT:
             if self.si is not None:  # I learns from the real h that arrive, used or not (see _learn_si)
                 self.si_pairs.put(msg.step, msg.tensors[0])
-            if msg.step > self.last_step or self.late_real:
+            if msg.step > self.last_step or self.late_real or self.budget_done:
                 self.acts.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.TARGET:
             acks = msg.meta.get("acks")
@@ -283,6 +283,11 @@ class FeedForwardAgent(TrainingAgent):
         ready = self._ready_steps()
         if not self.synthetic_in or self.ack_inputs:
             return min(ready) if ready else None  # forward-locked, or paced by the environment: in order
+        if self.budget_done:
+            # past the budget only real inputs are worth serving: a target computed at I(x) for a step its sender
+            # has not reached matches nothing there, and its M would go without targets
+            real = [s for s in self.acts.steps() if not self.needs_labels or s in self.labels]
+            return max(real) if real else None
         # forward-unlocked: never wait; take the newest step whose real h is here, else (late_real) the newest
         # real h of a step already done on I(x), else the newest step through I(x)
         real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
@@ -430,7 +435,8 @@ class FeedForwardAgent(TrainingAgent):
             return False
         final_starts = k == 0 and self.eval_meta[(r, 0)].get("final") and not self.frozen
         # the final evaluation must see the trained system: finish the training already here first
-        return not (final_starts and (self.pending is not None or self._ready_steps()))
+        unfinished = self.pending is not None or (self._ready_steps() and not self.budget_done)
+        return not (final_starts and unfinished)
 
     def _eval_step(self) -> None:
         """Real inputs only: no synthesizer is on this path."""
