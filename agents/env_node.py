@@ -1,8 +1,9 @@
 """The environment node: steps a gymnasium environment and streams its batches to the agents.
 
 It sends ``input(x, s)`` to the agents the environment feeds (on an edge with ``part = i``, only
-``x[:, i]``) and, without credit, to agents with a synthetic input model and no edge from the environment, ``label(y, s)`` to heads and cDNI senders, and never runs more than ``window``
-steps ahead of its slowest real consumer. Every ``eval_every`` steps, and at the end, it streams the
+``x[:, i]``) and, without credit, to agents with a synthetic input model and no edge from the environment;
+``label(y, s)`` to heads and cDNI senders; it never runs more than ``window`` steps ahead of its slowest
+real consumer. Every ``eval_every`` steps, and at the end, it streams the
 evaluation split through the composed system (phase ``eval``) and the heads report its error.
 """
 
