@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from runs import RecipeError, execute, prepare
+from runs.compose import evaluate_composed
 from tests.runs.conftest import TINY
 
 MODES = ("backprop", "cdni", "dni", "unlock-cdni")
@@ -35,8 +36,12 @@ def test_bad_quadrant_recipes_name_the_key(extra: list[str], message: str) -> No
     assert message in str(err.value)
 
 
-def test_a_tiny_quadrants_run_learns_above_chance(tmp_path: Path) -> None:
+def test_a_tiny_quadrants_run_learns_above_chance_and_composes(tmp_path: Path) -> None:
+    """cdni on every edge; the checkpoints composed as one graph give the run's own final evaluation."""
     recipe, plan = prepare("runs/mnist-quadrants-cdni.toml", [*TINY, "run.launcher=inproc", "run.eval_every=0"])
-    _, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
     assert summary["status"] == "completed"
     assert summary["eval"]["test_error"] < 60.0  # chance: 90 %
+    composed = evaluate_composed(run_dir)
+    assert composed["test_error"] == summary["eval"]["test_error"]
+    assert abs(composed["test_loss"] - summary["eval"]["test_loss"]) < 1e-4
