@@ -4,7 +4,8 @@ Public API (import from ``agents`` only):
 
 - topology: ``Graph``, ``AgentSpec``, ``EdgeSpec``, ``resolve`` (validate + infer shapes), ``validate_topology``,
   ``ENV``, ``store_capacity`` (how many steps each agent's stores hold),
-  ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic).
+  ``BACKWARD_MODES`` (backprop, dni, cdni, none), ``FORWARD_MODES`` (real, synthetic); fan-in merges
+  ``MERGES`` (concat, sum) with ``merged_shape`` (checked before start), ``merge_inputs``, ``split_gradient``.
 - building blocks: ``build_module``, ``LinearStage``, ``ConvStage``, ``ClassifierHead``, ``build_optimizer``,
   ``StepDecay`` (an optimizer's lr decay on the run's clock).
 - nodes: ``FeedForwardAgent`` (a stage or head), ``EnvNode`` (streams an environment), ``RecurrentNode``
@@ -71,6 +72,7 @@ from .graph import (
     validate_topology,
 )
 from .launchers import InprocLauncher, Launcher, LocalLauncher
+from .merge import MERGES, merge_inputs, merged_shape, split_gradient
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
 from .optim import StepDecay, build_optimizer
@@ -99,6 +101,7 @@ __all__ = [
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",
+    "MERGES",
     "ActorCritic",
     "AgentConfig",
     "AgentOptions",
@@ -166,6 +169,8 @@ __all__ = [
     "level_macs",
     "lm_bits",
     "make_vector_env",
+    "merge_inputs",
+    "merged_shape",
     "minibatch_order",
     "parse_recipe",
     "pick_device",
@@ -178,6 +183,7 @@ __all__ = [
     "run_recurrent",
     "run_reference",
     "solve_hidden",
+    "split_gradient",
     "space_facts",
     "store_capacity",
     "summarize_probes",

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from interfaces import LEARNERS, SG_TARGETS
 
 from .graph import BACKWARD_MODES, FORWARD_MODES
+from .merge import MERGES
 
 __all__ = [
     "AgentConfig",
@@ -204,6 +205,7 @@ class AgentOptions(Strict):
     stage_ms: NonNegative = 0.0  # simulated device time per forward and per backward
     device: str | None = None  # default: the run's device
     factory: str = "agents:FeedForwardAgent"
+    merge: Literal[MERGES] = "concat"  # fan-in: how the inputs of several in-edges combine (edge order)
 
 
 class AgentConfig(AgentOptions):
@@ -229,6 +231,7 @@ class EdgeConfig(EdgeOptions):
 
     sender: str = Field(alias="from")
     receiver: str = Field(alias="to")
+    part: Count | None = None  # from the environment only: carry obs[:, part] (one view of a multi-view input)
 
 
 # ------------------------------------------------------------------------------- multi-timescale tables

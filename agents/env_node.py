@@ -1,8 +1,9 @@
 """The environment node: steps a gymnasium environment and streams its batches to the agents.
 
-It sends ``input(x, s)`` to the agents the environment feeds (and, without credit, to agents with a
-synthetic input model), ``label(y, s)`` to heads and cDNI senders, and never runs more than ``window``
-steps ahead of its slowest real consumer. Every ``eval_every`` steps, and at the end, it streams the
+It sends ``input(x, s)`` to the agents the environment feeds (on an edge with ``part = i``, only
+``x[:, i]``) and, without credit, to agents with a synthetic input model and no edge from the environment;
+``label(y, s)`` to heads and cDNI senders; it never runs more than ``window`` steps ahead of its slowest
+real consumer. Every ``eval_every`` steps, and at the end, it streams the
 evaluation split through the composed system (phase ``eval``) and the heads report its error.
 """
 
@@ -57,8 +58,10 @@ class EnvNode(Node):
         self.metrics_every = metrics_every
         self.make = make
         names = graph.order()
-        self.fed = [n for n in names if graph.in_edge(n).sender == ENV]               # credit-limited
-        self.broadcast = [n for n in names if graph.in_edge(n).forward == "synthetic"]  # I(x) readers
+        self.fed = [n for n in names if graph.env_edge(n) is not None]  # credit-limited
+        self.parts = {n: graph.env_edge(n).part for n in self.fed}     # None: the whole batch
+        self.broadcast = [n for n in names if n not in self.fed        # I(x) readers
+                          and any(e.forward == "synthetic" for e in graph.in_edges(n))]
         # pace_all: I(x) readers ack too, so every agent sees every batch (equal data); else the fastest sets the pace
         self.paced = self.fed + (self.broadcast if pace_all else [])
         self.labelled = [n for n in names if graph.needs_labels(n)]
@@ -197,7 +200,7 @@ class EnvNode(Node):
         for n in self.fed:
             if n not in self.down:
                 self.inflight[n] += 1
-            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [x]))
+            self._send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", s, [self._view(n, x)]))
         for n in self.broadcast:
             if n in self.inflight and n not in self.down:
                 self.inflight[n] += 1
@@ -211,6 +214,11 @@ class EnvNode(Node):
             self.rt.tell("metrics", step=self.step, steps=self.step, wall_s=now - self.t_start,
                          batches_per_s=self.metrics_every / max(now - self.t_report, 1e-9))
             self.t_report = now
+
+    def _view(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """What agent ``name``'s edge from the environment carries of the batch ``x``."""
+        part = self.parts[name]
+        return x if part is None else x[:, part].contiguous()
 
     def _evaluate(self, final: bool) -> None:
         """Stream the evaluation split, in order, through the real chain of agents."""
@@ -228,7 +236,7 @@ class EnvNode(Node):
             meta = {"phase": "eval", "round": self.round, "last": k == len(batches) - 1, "at": self.step,
                     "final": final}
             for n in self.fed:
-                self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", k, [x], meta))
+                self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", k, [self._view(n, x)], meta))
             for n in self.heads:
                 self.rt.send(n, Message(Kind.LABEL, ENV, f"{ENV}->{n}", k, [y], meta))
         self.round += 1

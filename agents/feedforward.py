@@ -2,11 +2,12 @@
 
 One training step for step id ``s`` (see DESIGN.md, "One step across an edge"):
 
-1. take the input for ``s``: the environment's batch, the sender's real activation, or, on a
-   ``forward = "synthetic"`` edge when the real one has not arrived, I(x_s);
+1. take the input for ``s`` on every in-edge (``agents.in_edges``): the environment's batch, the sender's real
+   activation, or, on a ``forward = "synthetic"`` edge when the real one has not arrived, I(x_s); several
+   in-edges (fan-in) are merged by the agent's ``merge`` rule (``agents.merge``), dL/dx is split back per edge;
 2. ``h = f(x)``; a head computes its loss; a stage takes M(h[, y]) from each ``dni``/``cdni`` out-edge
    and updates at once, or waits for the true gradient on a ``backprop`` out-edge (update-locked);
-3. send ``act(h, s)`` forward and the bootstrapped target ``dL/dx`` back to the sender. When that target leaves
+3. send ``act(h, s)`` forward and the bootstrapped target ``dL/dx`` back to each sender. When that target leaves
    in the same step (a head, or a stage without ``backprop`` out-edges), it also carries the credits of the
    steps consumed (meta ``acks``) instead of one ack message per step: one message per step fewer each way.
 
@@ -30,7 +31,6 @@ from interfaces import (
     Message,
     StepBuffer,
     SyntheticGradient,
-    SyntheticInput,
     TargetWave,
     TensorSpec,
     WireError,
@@ -39,6 +39,8 @@ from interfaces import (
 from .blocks import ClassifierHead, build_module
 from .checkpoints import checkpoint_path
 from .graph import ENV, AgentSpec, EdgeSpec, Graph
+from .in_edges import InEdges
+from .merge import merge_inputs, split_gradient
 from .optim import StepDecay, build_optimizer
 from .training import RunningMeans, TrainingAgent
 
@@ -48,7 +50,7 @@ class Pending:
     """A step whose update waits for true gradients on its ``backprop`` out-edges."""
 
     step: int
-    x: torch.Tensor
+    parts: list[torch.Tensor]  # the input of each in-edge (edge order)
     h: torch.Tensor
     grad: torch.Tensor | None
     waiting: set[str] = field(default_factory=set)
@@ -65,20 +67,16 @@ class FeedForwardAgent(TrainingAgent):
         self.total_steps = steps  # the run's environment steps: the clock of a decaying lr
         self.name = spec.name
         self.graph = graph
-        self.in_edge: EdgeSpec = graph.in_edge(spec.name)
+        self.ins = InEdges(spec.name, graph, ack_inputs)
+        self.in_edges: list[EdgeSpec] = self.ins.edges
         self.out_edges: list[EdgeSpec] = graph.out_edges(spec.name)
         self.needs_labels = graph.needs_labels(spec.name)
-        self.synthetic_in = self.in_edge.forward == "synthetic"
         self.window = window
         self.capacity = capacity
         self.metrics_every = metrics_every
         self.run_dir = Path(run_dir) if run_dir else None
         self.seed = seed
         self.device = torch.device(spec.device)
-        self.ack_inputs = ack_inputs and self.synthetic_in  # the environment paces on every reader of x
-        # free-running: a real h that arrives after its step was done on I(x) is trained on too (docs/RESULTS-dni.md)
-        self.late_real = (self.synthetic_in and self.in_edge.late_real and self.in_edge.prefer_real
-                          and not self.ack_inputs)
         # free-running: the budget is this agent's own `steps` updates; then it tells the environment, stops
         # updating, and goes on forwarding real activations and returning targets (eval mode), so that its
         # neighbours still see real inputs and their M keep learning the gradient of the network evaluated
@@ -86,10 +84,12 @@ class FeedForwardAgent(TrainingAgent):
         # credits ride on the target when it leaves in the same step as the ack would (never wait on a true gradient)
         # (not with a delayed target: it leaves only when the targets for this agent's output are back)
         synthetic_out = any(e.backward in ("dni", "cdni") for e in self.out_edges)
-        self.acks_ride = (self.in_edge.sends_targets and self.in_edge.forward == "real"
-                          and not any(e.backward == "backprop" for e in self.out_edges)
-                          and not (synthetic_out and self.in_edge.sg_target == "delayed"))
-        self.riding: list[int] = []  # steps whose credit goes back with the next target
+        # target = "delayed" on an in-edge: the sender's M learns from the true gradient this agent sends back
+        # once the targets for its own output are back (a backward wave); the wave then carries every in-edge's
+        self.delayed = synthetic_out and any(e.sends_targets and e.sg_target == "delayed" for e in self.in_edges)
+        self.acks_ride = {e.name for e in self.in_edges if e.sends_targets and e.forward == "real"
+                          and not any(o.backward == "backprop" for o in self.out_edges) and not self.delayed}
+        self.riding: dict[str, list[int]] = {}  # in-edge -> steps whose credit goes back with its next target
         self.checkpoint_every = checkpoint_every  # also save every this many training steps (0: only at evaluations)
         self.down: set[str] = set()               # peers being restarted (see on_peer)
         path = checkpoint_path(self.run_dir, self.name) if resume and self.run_dir else None
@@ -100,14 +100,11 @@ class FeedForwardAgent(TrainingAgent):
     def expectations(self) -> Expectations:
         expect = Expectations()
         f32 = torch.float32
-        feed = self.in_edge.sender
-        if feed == ENV:
-            expect.allow(Kind.INPUT, self.in_edge.name, ENV, [TensorSpec(f32, (None, *self.spec.in_shape))])
-        else:
-            expect.allow(Kind.ACT, self.in_edge.name, feed, [TensorSpec(f32, (None, *self.spec.in_shape))])
-            if self.synthetic_in:
-                env_edge = f"{ENV}->{self.name}"
-                expect.allow(Kind.INPUT, env_edge, ENV, [TensorSpec(f32, (None, *self.graph.input_shape))])
+        for e, shape in zip(self.in_edges, self.ins.shapes):
+            kind = Kind.INPUT if e.sender == ENV else Kind.ACT
+            expect.allow(kind, e.name, e.sender, [TensorSpec(f32, (None, *shape))])
+        if self.ins.synthetic and self.ins.env_edge is None:
+            expect.allow(Kind.INPUT, self.ins.env_name, ENV, [TensorSpec(f32, (None, *self.ins.env_shape))])
         if self.needs_labels:
             expect.allow(Kind.LABEL, f"{ENV}->{self.name}", ENV, [TensorSpec(torch.int64, (None,))])
         for e in self.out_edges:
@@ -118,9 +115,8 @@ class FeedForwardAgent(TrainingAgent):
 
     def peers(self) -> list[str]:
         names = [e.receiver for e in self.out_edges]
-        if self.in_edge.sends_targets or self.in_edge.forward == "real":
-            names.append(self.in_edge.sender)  # targets and acks go back
-        if self.ack_inputs or self.free_running:
+        names += [e.sender for e in self.in_edges if e.sends_targets or e.forward == "real"]  # targets and acks
+        if self.ins.ack_inputs or self.free_running:
             names.append(ENV)
         return sorted(set(names))
 
@@ -139,24 +135,14 @@ class FeedForwardAgent(TrainingAgent):
                     context_dim=self.graph.classes if e.backward == "cdni" else 0,
                     lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
                     device=self.device, scale=cfg.get("scale", 1.0), updates=cfg.get("updates", 1))
-        # target = "delayed" on the in-edge: the sender's M learns from the true gradient this agent sends back
-        # once the targets for its own output are back (a backward wave), not from this agent's own M
-        synthetic_out = [e.name for e in self.out_edges if e.backward in ("dni", "cdni")]
         self.wave: TargetWave | None = None
-        if self.in_edge.sends_targets and synthetic_out and self.in_edge.sg_target == "delayed":
+        if self.delayed:
             self.wave = TargetWave(self.module, [e.name for e in self.out_edges if e.sends_targets], self.capacity)
-        self.si: SyntheticInput | None = None
-        if self.synthetic_in:
-            cfg = dict(self.in_edge.input_synthesizer)
-            self.si = SyntheticInput(self.graph.input_shape, self.spec.in_shape,
-                                     hidden=tuple(cfg.get("hidden", ())), lr=cfg.get("lr", 1e-4),
-                                     capacity=cfg.get("capacity", self.capacity), device=self.device)
-        self.inputs = StepBuffer(self.capacity)    # x from the environment
-        self.acts = StepBuffer(self.capacity)      # real activations from the sender
+        self.ins.start(self.capacity, self.device)
+        self.si = self.ins.si  # in-edge -> its I(x)
         self.labels = StepBuffer(self.capacity)
-        self.si_pairs = StepBuffer(self.capacity)  # real h waiting to train I (newest first)
         # evaluation passes, keyed by round: the next pass's messages may arrive before this one is done
-        self.eval_store: dict[tuple[int, str, int], torch.Tensor] = {}  # (round, kind, step) -> tensor
+        self.eval_store: dict[tuple[int, str, str, int], torch.Tensor] = {}  # (round, kind, edge, step) -> tensor
         self.eval_meta: dict[tuple[int, int], dict[str, Any]] = {}      # (round, step) -> meta
         self.eval_round = 0
         self.eval_next = 0
@@ -190,20 +176,16 @@ class FeedForwardAgent(TrainingAgent):
             if not isinstance(rnd, int) or rnd < self.eval_round:
                 raise WireError(f"evaluation round {rnd!r} is not pending (this agent is at round {self.eval_round})",
                                 msg.sender, msg.edge, msg.step, msg.kind.value)
-            self.eval_store[(rnd, msg.kind.value, msg.step)] = msg.tensors[0]
+            self.eval_store[(rnd, msg.kind.value, msg.edge, msg.step)] = msg.tensors[0]
             self.eval_meta.setdefault((rnd, msg.step), {}).update(msg.meta)
             return
         if msg.kind is Kind.INPUT:
-            self.inputs.put(msg.step, msg.tensors[0])
-            if self.si is not None:
-                self.si.remember(msg.step, msg.tensors[0])
+            self.ins.file_input(msg.step, msg.tensors[0])
         elif msg.kind is Kind.LABEL:
             self.labels.put(msg.step, msg.tensors[0])
         elif msg.kind is Kind.ACT:
-            if self.si is not None:  # I learns from the real h that arrive, used or not (see _learn_si)
-                self.si_pairs.put(msg.step, msg.tensors[0])
-            if msg.step > self.last_step or self.late_real or self.budget_done:
-                self.acts.put(msg.step, msg.tensors[0])
+            keep = self.ins.late_real or self.budget_done  # a real h of a step already done is still of use
+            self.ins.file_act(msg.edge, msg.step, msg.tensors[0], -1 if keep else self.last_step)
         elif msg.kind is Kind.TARGET:
             acks = msg.meta.get("acks")
             if acks:
@@ -218,7 +200,7 @@ class FeedForwardAgent(TrainingAgent):
         if self.wave is not None:
             grad_x = self.wave.add(edge, step, target)
             if grad_x is not None:
-                self._send_target(step, grad_x)
+                self._send_targets(step, split_gradient(self.spec.merge, grad_x, self.ins.shapes))
         if edge in self.sg:
             stats = self.sg[edge].learn(step, target)
             if stats:
@@ -230,7 +212,7 @@ class FeedForwardAgent(TrainingAgent):
             p.waiting.discard(edge)
             if not p.waiting:
                 self.pending = None
-                self._finish(p.step, p.x, p.h, p.grad)
+                self._finish(p.step, p.parts, p.h, p.grad)
 
     # -- working ----------------------------------------------------------------------------------
     def work(self) -> bool:
@@ -261,17 +243,12 @@ class FeedForwardAgent(TrainingAgent):
         return True
 
     def _learn_si(self) -> bool:
-        """Train I on the newest (x, real h) pair: one per tick, so a fast sender cannot swamp this agent."""
-        if self.si is None or not len(self.si_pairs):
-            return False
-        step = max(self.si_pairs.steps())
-        stats = self.si.learn(step, self.si_pairs.pop(step).to(self.device))
-        if stats:
-            self.means.add(stats, f"{self.in_edge.name}/")
-        return True
-
-    def _driver(self) -> StepBuffer:
-        return self.inputs if (self.in_edge.sender == ENV or self.synthetic_in) else self.acts
+        """Train each I on its newest (x, real h) pair (``InEdges.learn_si``); False if there was none."""
+        trained = self.ins.learn_si()
+        for edge, stats in trained.items():
+            if stats:
+                self.means.add(stats, f"{edge}/")
+        return bool(trained)
 
     def _next_step(self) -> int | None:
         if self.frozen:
@@ -281,64 +258,55 @@ class FeedForwardAgent(TrainingAgent):
         if any(n >= self.window for e, n in self.inflight.items() if e not in self.unlocked_down):
             return None  # the receiver has not consumed enough: bounded steps in flight
         ready = self._ready_steps()
-        if not self.synthetic_in or self.ack_inputs:
-            return min(ready) if ready else None  # forward-locked, or paced by the environment: in order
-        if self.budget_done:
-            # past the budget only real inputs are worth serving: a target computed at I(x) for a step its sender
-            # has not reached matches nothing there, and its M would go without targets
-            real = [s for s in self.acts.steps() if not self.needs_labels or s in self.labels]
-            return max(real) if real else None
-        # forward-unlocked: never wait; take the newest step whose real h is here, else (late_real) the newest
-        # real h of a step already done on I(x), else the newest step through I(x)
-        real = [s for s in ready if s in self.acts] if self.in_edge.prefer_real else []
-        candidates = real or self._late_steps() or ready
-        return max(candidates) if candidates else None
+        if self.ins.unlocked and not self.ins.ack_inputs:
+            if self.budget_done:
+                # past the budget only real inputs are worth serving: a target computed at I(x) for a step its
+                # sender has not reached matches nothing there, and its M would go without targets
+                return max(self._real_steps(), default=None)
+            if self.ins.late_real and not any(self.ins.has_real(s) for s in ready):
+                # late_real: rather than a new step through I(x), a step done on I(x) whose real h came since
+                late = [s for s in self._real_steps() if s <= self.last_step]
+                if late:
+                    return max(late)
+        return self.ins.pick(ready) if ready else None  # in order when forward-locked; else never wait
 
     def _ready_steps(self) -> list[int]:
         """Training steps whose inputs (and labels, at a head) are here and newer than the last one trained."""
-        return [s for s in self._driver().steps() if s > self.last_step and (not self.needs_labels or s in self.labels)]
+        return [s for s in self.ins.ready(self.last_step) if not self.needs_labels or s in self.labels]
 
-    def _late_steps(self) -> list[int]:
-        """Steps already done on I(x) whose real h (and label, at a head) has arrived since: ``late_real``."""
-        if not self.late_real or self.budget_done:
-            return []
-        return [s for s in self.acts.steps() if s <= self.last_step and (not self.needs_labels or s in self.labels)]
+    def _real_steps(self) -> list[int]:
+        """Steps of any age whose real h is here on every in-edge (and label, at a head)."""
+        return [s for s in self.ins.all_real() if not self.needs_labels or s in self.labels]
 
     def _train_step(self, step: int) -> None:
         late = step <= self.last_step  # late_real: a step done on I(x) before, now on its real h
-        if self.synthetic_in:
-            x_env = self.inputs.pop(step)
-            real = self.acts.pop(step)
-            x = real.to(self.device) if real is not None else self.si.predict(step, x_env.to(self.device))
-            if not self.budget_done:
-                self.means.add({"real_input": float(real is not None)})
-                self.trained_synthetic += real is None
-                self.trained_late += late
-        else:
-            x = self._driver().pop(step).to(self.device)
-        older = [] if late else [s for s in self._driver().steps() if s < step]
-        self.skipped += len(older)
-        for s in older:
-            self._driver().pop(s)
-        # skipped steps return their credit too, or the sender would stall
-        if self.acks_ride:
-            self.riding = [*older, step]
-        elif not self.synthetic_in:
-            self._ack(self.in_edge.sender, self.in_edge.name, [*older, step])
-        if self.ack_inputs:
-            self._ack(ENV, f"{ENV}->{self.name}", [*older, step])
+        taken = self.ins.take(step)
+        on_real = all(taken.real)
+        if self.ins.synthetic and not self.budget_done:
+            real = [r for e, r in zip(self.in_edges, taken.real) if e.forward == "synthetic"]
+            self.means.add({"real_input": sum(real) / len(real)})
+            self.trained_synthetic += not on_real
+            self.trained_late += late
+        self.skipped += taken.skipped
+        for sender, edge, steps in taken.credits:  # skipped steps return their credit too, or the sender stalls
+            if edge in self.acks_ride:
+                self.riding[edge] = steps
+            else:
+                self._ack(sender, edge, steps)
         label = None
         if self.needs_labels:
             # late_real keeps a label until its step is trained on the real h (the store's capacity bounds it)
-            keep = self.late_real and self.synthetic_in and real is None
+            keep = self.ins.late_real and not on_real
             label = (self.labels.get(step) if keep else self.labels.pop(step)).to(self.device)
-            for s in [s for s in self.labels.steps() if s < step] if not self.late_real else []:
+            for s in [s for s in self.labels.steps() if s < step] if not self.ins.late_real else []:
                 self.labels.pop(s)
         self.last_step = max(self.last_step, step)
         if not self.budget_done:
             self.steps_done += 1
             self.trained_real = self.steps_done - self.trained_synthetic
-        x = x.detach().clone().requires_grad_(self.in_edge.sends_targets and self.wave is None)
+        parts = [p.detach().clone().requires_grad_(e.sends_targets and self.wave is None)
+                 for e, p in zip(self.in_edges, taken.parts)]
+        x = merge_inputs(self.spec.merge, parts)  # [B, *in_shape]; one in-edge: its input itself
         if self.wave is not None:
             self.wave.remember(step, x)
         # past a free-running budget: the network that will be evaluated (eval mode) and no update of its own,
@@ -353,7 +321,7 @@ class FeedForwardAgent(TrainingAgent):
             self._simulate_device()
             loss.backward()
             self._update()
-            self._send_target(step, x.grad)
+            self._send_targets(step, [p.grad for p in parts], parts)
             return
         h = self.module(x)
         grad: torch.Tensor | None = None
@@ -369,18 +337,18 @@ class FeedForwardAgent(TrainingAgent):
         for e in self.out_edges:
             self._send_act(e, step, act)
         if waiting:
-            self.pending = Pending(step, x, h, grad, waiting)
+            self.pending = Pending(step, parts, h, grad, waiting)
         else:
-            self._finish(step, x, h, grad)
+            self._finish(step, parts, h, grad)
 
-    def _finish(self, step: int, x: torch.Tensor, h: torch.Tensor, grad: torch.Tensor | None) -> None:
-        """Backward with the gradient for h (synthetic, true, or their sum), update, send dL/dx back."""
+    def _finish(self, step: int, parts: list[torch.Tensor], h: torch.Tensor, grad: torch.Tensor | None) -> None:
+        """Backward with the gradient for h (synthetic, true, or their sum), update, send dL/dx back per edge."""
         if grad is not None:
             self._simulate_device()
             h.backward(grad)
             self._update()
         if self.wave is None:  # with the wave, dL/dx goes back when the targets for h are back (_on_target)
-            self._send_target(step, x.grad if x.requires_grad else None, like=x)
+            self._send_targets(step, [p.grad if p.requires_grad else None for p in parts], parts)
 
     def make_optimizer(self) -> None:
         """The optimizer (and its lr decay) for ``self.module``; call again after replacing the module."""
@@ -404,15 +372,17 @@ class FeedForwardAgent(TrainingAgent):
         elif not self.rt.send(e.receiver, msg, block=False):
             self.means.add({"act_dropped": 1.0})
 
-    def _send_target(self, step: int, grad: torch.Tensor | None, like: torch.Tensor | None = None) -> None:
-        if not self.in_edge.sends_targets or self.in_edge.sender in self.down:
-            return
-        if grad is None:  # nothing reached this agent (all out-edges 'none'): an honest zero target
-            grad = torch.zeros_like(like)
-        meta = {"acks": self.riding} if self.riding else {}
-        self.riding = []
-        self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, step,
-                                                  [grad.detach()], meta))
+    def _send_targets(self, step: int, grads: list[torch.Tensor | None],
+                      likes: list[torch.Tensor] | None = None) -> None:
+        """dL/dx of each in-edge (edge order) back to its sender, with the credits riding on it."""
+        for i, (e, grad) in enumerate(zip(self.in_edges, grads)):
+            riding = self.riding.pop(e.name, [])
+            if not e.sends_targets or e.sender in self.down:
+                continue
+            if grad is None:  # nothing reached this agent (all out-edges 'none'): an honest zero target
+                grad = torch.zeros_like(likes[i])
+            meta = {"acks": riding} if riding else {}
+            self.rt.send(e.sender, Message(Kind.TARGET, self.name, e.name, step, [grad.detach()], meta))
 
     def _ack(self, sender: str, edge: str, steps: list[int]) -> None:
         """Return the credit of these steps to the node that sent them."""
@@ -426,12 +396,15 @@ class FeedForwardAgent(TrainingAgent):
             self.idle(self.spec.stage_ms / 1000.0)
 
     # -- evaluation of the composed system --------------------------------------------------------
+    def _eval_keys(self, r: int, k: int) -> list[tuple[int, str, str, int]]:
+        """Where each in-edge's evaluation input for batch ``k`` of round ``r`` is filed (edge order)."""
+        return [(r, (Kind.INPUT if e.sender == ENV else Kind.ACT).value, e.name, k) for e in self.in_edges]
+
     def _eval_ready(self) -> bool:
-        kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
         r, k = self.eval_round, self.eval_next
-        if (r, kind, k) not in self.eval_store:
+        if any(key not in self.eval_store for key in self._eval_keys(r, k)):
             return False
-        if self.spec.head and (r, Kind.LABEL.value, k) not in self.eval_store:
+        if self.spec.head and (r, Kind.LABEL.value, self.ins.env_name, k) not in self.eval_store:
             return False
         final_starts = k == 0 and self.eval_meta[(r, 0)].get("final") and not self.frozen
         # the final evaluation must see the trained system: finish the training already here first
@@ -441,8 +414,7 @@ class FeedForwardAgent(TrainingAgent):
     def _eval_step(self) -> None:
         """Real inputs only: no synthesizer is on this path."""
         r, k = self.eval_round, self.eval_next
-        kind = Kind.INPUT.value if self.in_edge.sender == ENV else Kind.ACT.value
-        x = self.eval_store.pop((r, kind, k)).to(self.device)
+        x = merge_inputs(self.spec.merge, [self.eval_store.pop(key).to(self.device) for key in self._eval_keys(r, k)])
         meta = self.eval_meta.pop((r, k))
         if k == 0 and meta.get("final"):
             self.frozen = True  # no training from here on: the checkpoint is the system evaluated
@@ -453,7 +425,7 @@ class FeedForwardAgent(TrainingAgent):
         self.module.train()
         eval_meta = {k: meta[k] for k in ("phase", "round", "last", "at", "final")}
         if self.spec.head:
-            y = self.eval_store.pop((r, Kind.LABEL.value, k)).to(self.device)
+            y = self.eval_store.pop((r, Kind.LABEL.value, self.ins.env_name, k)).to(self.device)
             self.eval_correct += int((out.argmax(1) == y).sum())
             self.eval_total += len(y)
             self.eval_loss += float(F.cross_entropy(out, y, reduction="sum"))
@@ -484,26 +456,25 @@ class FeedForwardAgent(TrainingAgent):
             "synthetic_gradients": {k: v.state_dict() for k, v in self.sg.items()},
             "synthetic_gradient_optimizers": {k: v.optimizer.state_dict() for k, v in self.sg.items()},
             "counters": {"steps": self.steps_done, "updates": self.updates, "skipped": self.skipped,
-                         "eval_round": self.eval_round, "rng": self.rng.getstate()}}
-        if self.si is not None:
-            state["synthetic_input"] = self.si.module.state_dict()
-            state["synthetic_input_optimizer"] = self.si.optimizer.state_dict()
+                         "eval_round": self.eval_round, "rng": self.rng.getstate()}, **self.ins.state()}
         return state
 
     def counters(self) -> dict[str, float]:
         out: dict[str, float] = {"steps": self.steps_done, "skipped": self.skipped,
                                  "trained_real": self.trained_real, "trained_synthetic": self.trained_synthetic,
                                  "trained_late": self.trained_late,
-                                 "store_dropped": self.inputs.dropped + self.acts.dropped + self.labels.dropped,
-                                 "stored": len(self.inputs) + len(self.acts) + len(self.labels), **super().counters()}
+                                 "store_dropped": self.ins.dropped() + self.labels.dropped,
+                                 "stored": self.ins.stored() + len(self.labels), **super().counters()}
         for name, sg in self.sg.items():
             out[f"{name}/sg_dropped"] = sg.dropped
             out[f"{name}/sg_unmatched"] = sg.unmatched
-        if self.si is not None:
-            out[f"{self.in_edge.name}/si_dropped"] = self.si.dropped
+        for name, si in self.si.items():
+            out[f"{name}/si_dropped"] = si.dropped
         if self.wave is not None:
-            out[f"{self.in_edge.name}/wave_dropped"] = self.wave.dropped
-            out[f"{self.in_edge.name}/wave_unmatched"] = self.wave.unmatched
+            for e in self.in_edges:
+                if e.sends_targets:
+                    out[f"{e.name}/wave_dropped"] = self.wave.dropped
+                    out[f"{e.name}/wave_unmatched"] = self.wave.unmatched
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -514,9 +485,7 @@ class FeedForwardAgent(TrainingAgent):
         for name, sg in self.sg.items():
             sg.module.load_state_dict(state["synthetic_gradients"][name])
             sg.optimizer.load_state_dict(state["synthetic_gradient_optimizers"][name])
-        if self.si is not None:
-            self.si.module.load_state_dict(state["synthetic_input"])
-            self.si.optimizer.load_state_dict(state["synthetic_input_optimizer"])
+        self.ins.restore(state)
         counters = state["counters"]
         self.steps_done, self.updates, self.skipped = counters["steps"], counters["updates"], counters["skipped"]
         self.done_at_last_report = self.steps_done
@@ -544,5 +513,5 @@ class FeedForwardAgent(TrainingAgent):
                 self.pending = None
             if peer == ENV:
                 self.last_step = -1  # the environment went back to its checkpoint's step
-        elif peer in self.peers() or peer == self.in_edge.sender:
+        elif peer in self.peers() or any(peer == e.sender for e in self.in_edges):
             self.down.add(peer)

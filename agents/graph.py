@@ -1,5 +1,11 @@
 """The system's topology: agents, the edges between them and their modes, resolved from a recipe.
 
+A graph is a directed acyclic graph rooted at the environment. An agent may have several input edges
+(fan-in), each with its own modes, M (at its sender) and I (at the agent); their tensors are combined in edge
+order by the agent's ``merge`` rule (``agents.merge``). It may have several output edges (fan-out); the
+synthetic or true gradients coming back on them are summed. An edge from the environment may carry one part
+of the observation (``part = i``: ``obs[:, i]``), so that sensors can each read their own view.
+
 Everything here is plain data so it can be handed to a spawned process (or a Ray actor) as is.
 """
 
@@ -13,6 +19,7 @@ import torch
 from interfaces import SG_TARGETS
 
 from .blocks import build_module, is_head
+from .merge import MERGES, merged_shape
 from .optim import build_optimizer
 
 BACKWARD_MODES = ("backprop", "dni", "cdni", "none")
@@ -32,6 +39,7 @@ class EdgeSpec:
     input_synthesizer: dict[str, Any] = field(default_factory=dict)  # I: hidden, lr, capacity
     prefer_real: bool = True   # synthetic forward: use a real h that already arrived (False: always I(x))
     late_real: bool = False    # synthetic forward: train on a real h that arrives after its step was done on I(x)
+    part: int | None = None    # edges from the environment only: carry obs[:, part] instead of the whole batch
 
     @property
     def name(self) -> str:
@@ -64,7 +72,8 @@ class AgentSpec:
     stage_ms: float = 0.0      # simulated device time per forward and per backward (benchmarks)
     factory: str = "agents:FeedForwardAgent"  # the node class, "package.module:Class" (plug in your own)
     device: str = "cpu"
-    in_shape: tuple[int, ...] = ()
+    merge: str = "concat"      # how several input edges combine, in edge order (agents.MERGES)
+    in_shape: tuple[int, ...] = ()   # the merged input
     out_shape: tuple[int, ...] = ()
     head: bool = False
 
@@ -79,8 +88,32 @@ class Graph:
     def agent(self, name: str) -> AgentSpec:
         return next(a for a in self.agents if a.name == name)
 
+    def in_edges(self, name: str) -> list[EdgeSpec]:
+        """The agent's input edges, in edge order (the order its inputs are merged in)."""
+        return [e for e in self.edges if e.receiver == name]
+
     def in_edge(self, name: str) -> EdgeSpec:
-        return next(e for e in self.edges if e.receiver == name)
+        """The agent's only input edge (agents that take one input: ticking levels, policies)."""
+        ins = self.in_edges(name)
+        if len(ins) != 1:
+            raise ValueError(f"agents.{name}: expected exactly one input edge, has {len(ins)}")
+        return ins[0]
+
+    def env_edge(self, name: str) -> EdgeSpec | None:
+        """The agent's edge from the environment, if it has one."""
+        return next((e for e in self.in_edges(name) if e.sender == ENV), None)
+
+    def edge_shape(self, edge: EdgeSpec) -> tuple[int, ...]:
+        """Per-sample shape of what ``edge`` carries (its sender must be resolved)."""
+        if edge.sender != ENV:
+            return self.agent(edge.sender).out_shape
+        return self.input_shape[1:] if edge.part is not None else self.input_shape
+
+    def env_view(self, name: str) -> tuple[int, ...]:
+        """Per-sample shape of the input the environment sends this agent on ``env->name``: its env edge's
+        (a part, or the whole batch), else the whole batch (the x of its synthetic input models I(x))."""
+        edge = self.env_edge(name)
+        return self.edge_shape(edge) if edge is not None else self.input_shape
 
     def out_edges(self, name: str) -> list[EdgeSpec]:
         return [e for e in self.edges if e.sender == name]
@@ -93,26 +126,53 @@ class Graph:
         return self.agent(name).head or any(e.backward == "cdni" for e in self.out_edges(name))
 
     def order(self) -> list[str]:
-        """Agents from the environment outwards (each agent has exactly one input edge)."""
+        """Agents from the environment outwards, each after every sender of its input edges (agents on a
+        cycle, or not reached from the environment, are left out)."""
+        waiting = {a.name: len(self.in_edges(a.name)) for a in self.agents}
         done: list[str] = []
         frontier = [ENV]
         while frontier:
             node = frontier.pop(0)
             for e in self.out_edges(node):
-                done.append(e.receiver)
-                frontier.append(e.receiver)
+                if e.receiver not in waiting:
+                    continue
+                waiting[e.receiver] -= 1
+                if waiting[e.receiver] == 0:
+                    done.append(e.receiver)
+                    frontier.append(e.receiver)
         return done
+
+    def cycle(self, among: set[str]) -> list[str]:
+        """A cycle through agents of ``among`` (agents ``order`` left out), found by walking back along input
+        edges from senders that are themselves left out; [] if none."""
+        node = min(among)
+        path: list[str] = []
+        while node not in path:
+            path.append(node)
+            back = [e.sender for e in self.in_edges(node) if e.sender in among]
+            if not back:
+                return []
+            node = back[0]
+        loop = path[path.index(node):][::-1]
+        return [*loop, loop[0]]
 
 
 def validate_topology(graph: Graph) -> None:
-    """Check the graph is a tree rooted at the environment; errors name the offending agent or edge."""
+    """Check the graph is a directed acyclic graph rooted at the environment; errors name the offending agent
+    or edge."""
     names = [a.name for a in graph.agents]
     if len(set(names)) != len(names):
         raise ValueError(f"agents: duplicate agent names in {names}")
     if ENV in names:
         raise ValueError(f"agents: {ENV!r} is reserved for the environment")
     known = set(names) | {ENV}
+    seen: set[str] = set()
     for e in graph.edges:
+        if e.name in seen:
+            raise ValueError(f"edges.{e.name}: duplicate edge (one edge per pair of agents)")
+        seen.add(e.name)
+        if e.sender == e.receiver:
+            raise ValueError(f"edges.{e.name}: an agent cannot feed itself (a cycle)")
         for end in (e.sender, e.receiver):
             if end not in known:
                 raise ValueError(f"edges.{e.name}: unknown agent {end!r}")
@@ -124,15 +184,24 @@ def validate_topology(graph: Graph) -> None:
             raise ValueError(f"edges.{e.name}.synthesizer.target: expected one of {SG_TARGETS}, got {e.sg_target!r}")
         if e.sender == ENV and e.forward != "real":
             raise ValueError(f"edges.{e.name}.forward: edges from the environment are always 'real'")
+        if e.part is not None and e.sender != ENV:
+            raise ValueError(f"edges.{e.name}.part: only an edge from the environment carries a part of its input")
+        if e.part is not None and not 0 <= e.part < (graph.input_shape[0] if len(graph.input_shape) > 1 else 0):
+            raise ValueError(f"edges.{e.name}.part: the environment's input {list(graph.input_shape)} has no part "
+                             f"{e.part} (parts index its first per-sample axis)")
     for name in names:
-        ins = [e for e in graph.edges if e.receiver == name]
-        if len(ins) != 1:
-            raise ValueError(f"agents.{name}: needs exactly one input edge, has {len(ins)}")
-    reached = set(graph.order())
-    missing = set(names) - reached
+        if not graph.in_edges(name):
+            raise ValueError(f"agents.{name}: has no input edge")
+    missing = set(names) - set(graph.order())
     if missing:
-        raise ValueError(f"agents: {sorted(missing)} not reachable from the environment (cycle?)")
+        loop = graph.cycle(missing)
+        if loop:
+            raise ValueError(f"edges.{loop[-2]}->{loop[-1]}: closes a cycle {' -> '.join(loop)} "
+                             "(inputs must flow from the environment without going round)")
+        raise ValueError(f"agents: {sorted(missing)} not reachable from the environment")
     for a in graph.agents:
+        if a.merge not in MERGES:
+            raise ValueError(f"agents.{a.name}.merge: expected one of {MERGES}, got {a.merge!r}")
         if not 0.0 < a.update_prob <= 1.0:
             raise ValueError(f"agents.{a.name}.update_prob: must be in (0, 1], got {a.update_prob}")
         if a.slowdown < 1.0:
@@ -142,25 +211,28 @@ def validate_topology(graph: Graph) -> None:
 def resolve(graph: Graph) -> Graph:
     """Validate the topology and fill in each agent's per-sample shapes by a dry forward pass."""
     validate_topology(graph)
-    shapes: dict[str, tuple[int, ...]] = {ENV: graph.input_shape}
     for name in graph.order():
         spec = graph.agent(name)
-        spec.in_shape = shapes[graph.in_edge(name).sender]
+        ins = graph.in_edges(name)
+        try:
+            spec.in_shape = merged_shape(spec.merge, [graph.edge_shape(e) for e in ins], [e.name for e in ins])
+        except ValueError as err:
+            raise ValueError(f"agents.{name}.merge: {err}") from None
         module = build_module(spec.module)
         module.eval()
         try:
             with torch.no_grad():
                 out = module(torch.zeros(2, *spec.in_shape))
         except RuntimeError as err:
+            source = ", ".join(repr(e.sender) for e in ins)
             raise ValueError(f"agents.{name}.module: does not accept input of shape {list(spec.in_shape)} "
-                             f"(from {graph.in_edge(name).sender!r}): {err}") from None
+                             f"(from {source}): {err}") from None
         try:
             build_optimizer(spec.optimizer, module.parameters())
         except ValueError as err:
             raise ValueError(f"agents.{name}.{err}") from None
         spec.out_shape = tuple(out.shape[1:])
         spec.head = is_head(module)
-        shapes[name] = spec.out_shape
         if spec.head and graph.out_edges(name):
             raise ValueError(f"agents.{name}: a head cannot have output edges")
         if not spec.head and not graph.out_edges(name):

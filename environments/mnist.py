@@ -338,6 +338,9 @@ class MnistStream(gym.Env):
       that raises; call ``reset``. A runtime loop: ``obs, info = reset(); while True: a = f(obs);
       obs, r, term, trunc, info = step(a); if term: break``.
 
+    ``quadrants=True``: each image as its four 14x14 quarters, ``[B, 4, 196]`` (top-left, top-right,
+    bottom-left, bottom-right, each flattened row by row), for graphs with one sensor agent per quarter.
+
     ``info["indices"]`` gives the examples' positions in the split. ``observation_space`` has the full
     batch shape; a smaller last valid/test batch and the empty terminal batch are outside it.
     Wrapped envs (``gymnasium.make``) expose ``num_batches`` via ``env.unwrapped``.
@@ -354,6 +357,7 @@ class MnistStream(gym.Env):
         limit: int | None = None,
         root: str | Path | None = None,
         render_mode: str | None = None,
+        quadrants: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -363,7 +367,10 @@ class MnistStream(gym.Env):
         self.train = split == "train"
         if self.train and len(self._x) < self.batch_size:
             raise ValueError(f"train needs at least batch_size={batch_size} examples, has {len(self._x)}")
-        self._shape = (784,) if self.flatten else (1, 28, 28)
+        # quadrants: [4, 196], the four 14x14 quarters (top-left, top-right, bottom-left, bottom-right), each
+        # flattened, so that each can go to an agent of its own (an edge from the env with `part = i`)
+        self.quadrants = bool(quadrants)
+        self._shape = (4, 196) if self.quadrants else (784,) if self.flatten else (1, 28, 28)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.batch_size, *self._shape), np.float32)
         self.action_space = gym.spaces.MultiDiscrete(np.full(self.batch_size, 10, dtype=np.int64))
         self._order = np.arange(len(self._x))
@@ -382,7 +389,11 @@ class MnistStream(gym.Env):
         start = self._batch * self.batch_size
         idx = self._order[start : start + self.batch_size]
         self._target = self._y[idx]
-        obs = self._x[idx].reshape(len(idx), *self._shape)
+        if self.quadrants:  # [n, 28, 28] -> [n, row half, 14, col half, 14] -> [n, 4, 196]
+            quarters = self._x[idx].reshape(len(idx), 2, 14, 2, 14).transpose(0, 1, 3, 2, 4)
+            obs = np.ascontiguousarray(quarters).reshape(len(idx), *self._shape)
+        else:
+            obs = self._x[idx].reshape(len(idx), *self._shape)
         return obs, {"target": self._target.copy(), "indices": idx.copy(), "epoch": self._epoch,
                      "batch": self._batch}  # fmt: skip
 

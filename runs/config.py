@@ -73,15 +73,24 @@ class EnvConfig(Strict):
 class ModelConfig(Strict):
     """``[model]``: a feed-forward chain in one table, expanded into one agent per layer (``runs.systems``)."""
 
-    kind: Literal["fcn", "cnn"] = "fcn"
-    depth: PositiveInt | None = None  # fcn: 4; cnn: len(channels) + 1
-    hidden: PositiveInt | None = None  # fcn: units per hidden layer (256)
+    kind: Literal["fcn", "cnn", "quadrants"] = "fcn"
+    depth: PositiveInt | None = None  # fcn: 4; cnn: len(channels) + 1; quadrants: 3 (sensor, fusion, head)
+    hidden: PositiveInt | None = None  # fcn: units per hidden layer (256); quadrants: the fusion agent's (256)
     channels: list[PositiveInt] | None = None  # cnn: output channels of each conv layer ([32, 64])
+    sensor: PositiveInt | None = None  # quadrants: units of each sensor agent (64)
     classes: PositiveInt = 10
 
     @model_validator(mode="after")
     def _fill(self) -> ModelConfig:
-        if self.kind == "fcn":
+        if self.sensor is not None and self.kind != "quadrants":
+            raise InvalidKey("sensor", f"only with kind = \"quadrants\" (got kind = {self.kind!r})")
+        if self.kind == "quadrants":
+            self.hidden = 256 if self.hidden is None else self.hidden
+            self.sensor = 64 if self.sensor is None else self.sensor
+            if self.depth not in (None, 3):
+                raise InvalidKey("depth", f"a quadrants model is sensor, fusion, head: depth 3, got {self.depth}")
+            self.depth = 3
+        elif self.kind == "fcn":
             self.depth = 4 if self.depth is None else self.depth
             self.hidden = 256 if self.hidden is None else self.hidden
             if self.depth < 2:

@@ -6,6 +6,11 @@
   (Linear -> BatchNorm -> ReLU, ``hidden`` units), then the linear classifier; one agent per layer.
 - ``cnn``: one conv agent per entry of ``channels`` (5x5 conv -> BN -> ReLU -> 2x2 max-pool), then the
   linear classifier; ``depth`` = ``len(channels) + 1``.
+- ``quadrants``: for an input cut into parts ``[P, D]`` (MNIST with ``env.kwargs.quadrants = true``: four
+  14x14 quarters, ``[4, 196]``), one sensor agent per part (``q1`` .. ``qP``: Linear-BN-ReLU, ``sensor``
+  units; the edge ``env->q{i}`` carries part ``i - 1``), a fusion agent reading all P sensors (fan-in,
+  concatenated: Linear-BN-ReLU, ``hidden`` units), then the linear classifier ``head``. ``[defaults.edge]``
+  sets every sensor-to-fusion edge and the fusion-to-head edge.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ FACTORY_ENV = "agents:EnvNode"
 def expand_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[list[dict], list[dict]]:
     """Agents and edges (as recipe tables) for a checked ``[model]`` table (``runs.config.ModelConfig``)."""
     classes = model["classes"]
+    if model["kind"] == "quadrants":
+        return expand_quadrants(model, input_shape)
     if model["kind"] == "fcn":
         depth, hidden = model["depth"], model["hidden"]
         width = math.prod(input_shape)
@@ -56,6 +63,23 @@ def expand_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[l
         agents.append({"name": "head", "module": {"type": "head", "in": c * h * w, "classes": classes}})
     names = [ENV] + [a["name"] for a in agents]
     edges = [{"from": a, "to": b} for a, b in zip(names[:-1], names[1:])]
+    return agents, edges
+
+
+def expand_quadrants(model: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[list[dict], list[dict]]:
+    """One sensor per part of a ``[P, D]`` input, a fusion agent over all of them, a head (module docstring)."""
+    if len(input_shape) != 2:
+        raise RecipeError(f"model.kind: 'quadrants' needs an input cut into parts [P, D], the env gives "
+                          f"{list(input_shape)} (MNIST: set env.kwargs.quadrants = true)")
+    parts, width = input_shape
+    sensor, hidden = model["sensor"], model["hidden"]
+    sensors = [f"q{i}" for i in range(1, parts + 1)]
+    agents = [{"name": q, "module": {"type": "linear", "in": width, "out": sensor}} for q in sensors]
+    agents.append({"name": "fusion", "module": {"type": "linear", "in": parts * sensor, "out": hidden}})
+    agents.append({"name": "head", "module": {"type": "head", "in": hidden, "classes": model["classes"]}})
+    edges = [{"from": ENV, "to": q, "part": i} for i, q in enumerate(sensors)]
+    edges += [{"from": q, "to": "fusion"} for q in sensors]
+    edges.append({"from": "fusion", "to": "head"})
     return agents, edges
 
 

@@ -30,8 +30,8 @@ class CorruptingAgent(FeedForwardAgent):
                 for sg in self.sg.values():
                     for p in sg.module.parameters():
                         p.fill_(float("nan"))
-                if self.si is not None:
-                    for p in self.si.module.parameters():
+                for si in self.si.values():
+                    for p in si.module.parameters():
                         p.fill_(float("nan"))
         super()._eval_step()
 

@@ -105,3 +105,15 @@ def test_registered_id() -> None:
     env = gym.make("dnilab/MNIST-v0", split="valid", batch_size=6, data=fake_mnist())
     obs, info = env.reset(seed=0)
     assert obs.shape == (6, 784) and env.unwrapped.num_batches == 2
+
+
+def test_quadrants_are_the_four_quarters() -> None:
+    data = fake_mnist()
+    env = MnistStream("train", 8, data=data, quadrants=True)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (8, 4, 196) and obs.dtype == np.float32
+    img = data["train"][0][info["indices"]].reshape(8, 28, 28)
+    quarters = [img[:, :14, :14], img[:, :14, 14:], img[:, 14:, :14], img[:, 14:, 14:]]
+    for i, q in enumerate(quarters):
+        np.testing.assert_array_equal(obs[:, i], q.reshape(8, 196))
