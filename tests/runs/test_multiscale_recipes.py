@@ -146,3 +146,15 @@ def test_a_decaying_lr_follows_the_run_clock(tmp_path: Path) -> None:
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1e-3  # falls with the env step, near 0 at the end
     assert fast[-1]["lr"] == pytest.approx(1e-3 * (1 - fast[-1]["step"] / 48))
     assert {r["lr"] for r in slow if "lr" in r} == {1e-3}  # the slow level kept its constant lr
+
+
+def test_three_levels_with_delayed_targets_run_end_to_end(tmp_path: Path) -> None:
+    # the recipe's dni edges default to target = "delayed": mid keeps its windows and sends the true targets down
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "multiscale3-dni.toml", TINY_RUN + ["run.steps=64", "env.kwargs.episode_length=64"])
+    assert plan.graph.in_edge("mid").sg_target == "delayed"
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    mid = summary["agents"]["mid"]
+    assert mid["wave/dropped"] == 0 and mid["wave/unmatched"] == 0
+    assert summary["agents"]["fast"]["sg/unmatched"] == 0
