@@ -3,8 +3,9 @@
 Why: a fast core that ticks every environment step feeds a slow core that ticks every ``p`` steps. With
 a ``backprop`` edge the fast core must hold its window's graph and wait for the slow core's true
 gradient before it can update (update-locked); with a ``dni``/``cdni`` edge it applies its synthetic
-gradient M(out[, y]) at once and never waits, and the slow core sends back the bootstrapped target
-δ = dL/d(input at its tick) that trains M later.
+gradient M(out[, y]) at once and never waits, and the slow core sends back the target δ = dL/d(input at
+its tick) that trains M later (bootstrapped from the slow core's own M, or with ``target = "delayed"`` the
+true one, once the slow core's own output has its target back: ``agents.window_wave``).
 
 Schedule (``TickSchedule``): level ``i`` has period ``p_i`` (``p_0 = 1``, each period divides the next)
 and ticks at environment steps ``s`` with ``s % p_i == p_i - 1``. A level below the top has a TBPTT

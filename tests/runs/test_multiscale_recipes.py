@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runs.execute import execute, prepare
-from runs.multiscale_system import compare, plot_multiscale
+from runs.multiscale_system import compare, plot_multiscale, quarter_means
 from runs.recipe import RecipeError
 from runs.sweep import sweep_cells
 
@@ -158,3 +158,11 @@ def test_three_levels_with_delayed_targets_run_end_to_end(tmp_path: Path) -> Non
     mid = summary["agents"]["mid"]
     assert mid["wave/dropped"] == 0 and mid["wave/unmatched"] == 0
     assert summary["agents"]["fast"]["sg/unmatched"] == 0
+
+
+def test_quarter_means_average_each_quarter_of_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    rows = [{"step": s, "sg/sg_cosine": float(s // 25)} for s in range(0, 100, 5)] + [{"step": 99, "other": 1.0}]
+    (tmp_path / "metrics" / "mid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = quarter_means(tmp_path, "mid", ["sg/sg_cosine", "missing"])
+    assert out == {"sg/sg_cosine": [0.0, 1.0, 2.0, 3.0], "missing": [None] * 4}
