@@ -242,12 +242,16 @@ class TickingSynthesizerConfig(SynthesizerConfig):
     on its output ("state"), on h and the encoded inputs of the window that produced the output ("window"), or
     on h and that window's raw inputs ("inputs"; with ``encoder = F`` through one encoder of width F shared by
     the inputs, with ``pool = P`` each input image average-pooled P x P first); ``learner = "thread"`` runs
-    M's learning step on a thread of its own beside the sender's work."""
+    M's learning step on a thread of its own beside the sender's work. ``target`` (from ``SynthesizerConfig``)
+    matters on the edge into a middle level: "delayed" (the default of ``dni``) has that level send the true
+    gradient of its re-run window once the target for its own output is back (``agents.window_wave``);
+    ``probe = true`` has it measure the bootstrapped target against that true one (``wave/bootstrap_cosine``)."""
 
     context: Literal["none", "state", "window", "inputs"] = "none"
     encoder: PositiveInt | None = None
     pool: PositiveInt = 1
     learner: Literal[LEARNERS] = "inline"
+    probe: bool = False
 
     @field_validator("encoder", "pool")
     @classmethod

@@ -3,8 +3,9 @@
 Why: a fast core that ticks every environment step feeds a slow core that ticks every ``p`` steps. With
 a ``backprop`` edge the fast core must hold its window's graph and wait for the slow core's true
 gradient before it can update (update-locked); with a ``dni``/``cdni`` edge it applies its synthetic
-gradient M(out[, y]) at once and never waits, and the slow core sends back the bootstrapped target
-δ = dL/d(input at its tick) that trains M later.
+gradient M(out[, y]) at once and never waits, and the slow core sends back the target δ = dL/d(input at
+its tick) that trains M later (bootstrapped from the slow core's own M, or with ``target = "delayed"`` the
+true one, once the slow core's own output has its target back: ``agents.window_wave``).
 
 Schedule (``TickSchedule``): level ``i`` has period ``p_i`` (``p_0 = 1``, each period divides the next)
 and ticks at environment steps ``s`` with ``s % p_i == p_i - 1``. A level below the top has a TBPTT
@@ -24,7 +25,10 @@ One window of a level (state (h, c): [B, H]; B streams):
    ``<out, δ>`` once the true δ comes back (backprop: windows wait, bounded by one group of the upper
    level's truncation, and the update happens when the whole group is resolved);
 3. after its backward, every level sends ``δ_s = dL/dx_s`` for each tick s of the window to the level
-   below (the target for that level's M, or its true gradient).
+   below (the target for that level's M, or its true gradient). A middle level whose in-edge has
+   ``synthesizer.target = "delayed"`` (the default of ``dni`` edges) sends instead, when the target for its
+   output comes back, the true ``δ_s`` of its window re-run at its current weights (``WindowWave``), so the
+   level below's M learns from the true gradient and not from this level's M.
 
 Evaluation runs the composed system on real inputs: the chain of real outputs, no synthesizer.
 """
@@ -48,6 +52,7 @@ from .graph import ENV, AgentSpec, EdgeSpec, Graph
 from .optim import StepDecay, build_optimizer
 from .tick_schedule import TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .training import RunningMeans, TrainingAgent
+from .window_wave import WindowWave
 
 __all__ = ["TickSchedule", "TickingAgent", "TickingCore", "level_macs", "pool_images", "pooled_dim", "solve_hidden"]
 
@@ -113,6 +118,7 @@ class Window:
     """One TBPTT window in progress (or waiting for its true gradient)."""
 
     start: int                                     # env step of its first tick
+    state0: State | None = None                    # its initial state, detached (a delayed target re-runs it)
     inputs: list[tuple[int, Tensor]] = field(default_factory=list)   # (step, x leaf) per tick
     loss: Tensor | None = None                     # head: sum of the ticks' CE
     out_step: int = -1
@@ -151,6 +157,12 @@ class TickingAgent(TrainingAgent):
         self.mode = self.out_edge.backward if self.out_edge else "head"
         self.needs_labels = self.head or self.mode == "cdni"
         self.send_back = self.in_edge.sends_targets
+        # target = "delayed" on the in-edge of a level whose out-edge is synthetic: the level below's M learns
+        # from the true gradient, sent when the target for this level's output is back (WindowWave)
+        synthetic_out = self.mode in ("dni", "cdni")
+        self.delayed = self.send_back and synthetic_out and self.in_edge.sg_target == "delayed"
+        # probe = true: keep the windows anyway and measure the bootstrapped target against the true one
+        self.probe = self.send_back and synthetic_out and bool(self.in_edge.synthesizer.get("probe", False))
         m = spec.module
         self.flush = bool(m.get("flush", True))
         self.clip = float(m.get("clip", 0.0))
@@ -207,6 +219,9 @@ class TickingAgent(TrainingAgent):
                                         lr=cfg.get("lr", 1e-4), capacity=cfg.get("capacity", self.capacity),
                                         device=self.device, scale=cfg.get("scale", 1.0), module=module,
                                         learner=cfg.get("learner", "inline"))
+        self.wave: WindowWave | None = None
+        if self.delayed or self.probe:
+            self.wave = WindowWave(self.core, self.n, in_dim, self.out_edge.name, self.capacity)
         self.inputs = StepBuffer(self.capacity)   # train inputs or acts, keyed by step
         self.labels = StepBuffer(self.capacity)   # only at the steps that need one
         self.targets: dict[int, Tensor] = {}      # backprop: true δ waiting for a safe point
@@ -282,10 +297,13 @@ class TickingAgent(TrainingAgent):
             self.last_target = max(self.last_target, msg.step)
             if self.sg is not None:
                 t0 = time.monotonic()
-                stats = self.sg.learn(msg.step, msg.tensors[0].to(self.device))
-                self.busy_s += time.monotonic() - t0  # M's learning step is work too
+                target = msg.tensors[0].to(self.device)
+                stats = self.sg.learn(msg.step, target)
                 if stats:
                     self.means.add(stats, "sg/")
+                if self.wave is not None:
+                    self._wave_targets(msg.step, target)
+                self.busy_s += time.monotonic() - t0  # M's learning step (and the wave's re-run) is work too
             else:
                 self.targets[msg.step] = msg.tensors[0].to(self.device)  # resolved at a safe point in work()
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "ack":
@@ -341,9 +359,9 @@ class TickingAgent(TrainingAgent):
             self.state = self.core.zero_state(x.shape[0], self.device)
         if phase == 0:
             self.state = (self.state[0].detach(), self.state[1].detach())
-            self.win = Window(start=s)
+            self.win = Window(start=s, state0=self.state)
         win = self.win
-        x = x.detach().clone().requires_grad_(self.send_back)
+        x = x.detach().clone().requires_grad_(self.send_back and not self.delayed)
         self.core.train()
         self._simulate_device()
         e = self.core.encoder(x.flatten(1))  # [B, E]
@@ -384,10 +402,13 @@ class TickingAgent(TrainingAgent):
                 if self.sg_window:  # M(out, h, e_1..e_n) or M(out, h, x_1..x_n): what the window read
                     parts.extend(win.features)
                 g = self.sg.predict(s, out.detach(), torch.cat(parts, 1) if parts else None)
+                if self.wave is not None:  # kept for the true target (and the probe's bootstrapped one)
+                    self.wave.remember(s, win.state0, [x for _, x in win.inputs], g if self.probe else None)
                 self._simulate_device(self.n)
                 (out * g).sum().backward()
                 self._update()
-                self._send_targets(win)
+                if not self.delayed:
+                    self._send_targets(win)
             elif self.mode == "backprop":
                 self.pending.append(win)
             else:  # 'none': the receiver sends nothing back; the readout never learns
@@ -434,6 +455,26 @@ class TickingAgent(TrainingAgent):
             grad = x.grad if x.grad is not None else torch.zeros_like(x)
             self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, s,
                                                       [grad.detach()]))
+
+    def _wave_targets(self, out_step: int, delta: Tensor) -> None:
+        """The true target for each tick of the window that emitted ``out_step``, at the current weights."""
+        resolved = self.wave.resolve(out_step, delta)
+        if resolved is None:
+            return
+        grads, probe = resolved
+        self._simulate_device(2 * self.n)  # the window's re-run and its backward
+        if probe is not None:
+            cos, ratio = probe  # the bootstrapped targets against the true ones
+            self.means.add({"bootstrap_cosine": cos}, "wave/")
+            if math.isfinite(ratio):
+                self.means.add({"bootstrap_norm_ratio": ratio}, "wave/")
+        if not self.delayed:
+            return
+        first = out_step - (self.n - 1) * self.period
+        for i, grad in enumerate(grads):
+            self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name,
+                                                      first + i * self.period,
+                                                      [grad.reshape(-1, *self.spec.in_shape).contiguous()]))
 
     def _ack(self, step: int) -> None:
         self.rt.send(self.in_edge.sender, Message(Kind.CONTROL, self.name, self.in_edge.name, step, [],
@@ -505,6 +546,9 @@ class TickingAgent(TrainingAgent):
         if self.sg is not None:
             out["sg/dropped"] = self.sg.dropped
             out["sg/unmatched"] = self.sg.unmatched
+            if self.wave is not None:
+                out["wave/dropped"] = self.wave.dropped
+                out["wave/unmatched"] = self.wave.unmatched
             if self.sg.learner is not None:  # M learning on its own thread: how far behind, how often waited
                 out["sg/backlog"] = self.sg.learner.backlog
                 out["sg/learner_waits"] = self.sg.learner.waits

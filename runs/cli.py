@@ -298,6 +298,21 @@ def multiscale_compare(baseline: str, run_dirs: tuple[str, ...]) -> None:
         click.echo(json.dumps(row))
 
 
+@multiscale.command(name="quarters")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("agent")
+@click.argument("keys", nargs=-1, required=True)
+def multiscale_quarters(run_dir: str, agent: str, keys: tuple[str, ...]) -> None:
+    """Mean of each metric KEY of AGENT over each quarter of RUN_DIR's steps (one JSON line per key)."""
+    import json
+
+    from .multiscale_system import quarter_means
+
+    for key, values in quarter_means(Path(run_dir), agent, list(keys)).items():
+        click.echo(json.dumps({"agent": agent, "key": key, "quarters": [None if v is None else round(v, 4)
+                                                                       for v in values]}))
+
+
 @main.command(name="plot-recurrent")
 @click.argument("root", type=click.Path(exists=True, file_okay=False), default="results/recurrent")
 @click.argument("out", type=click.Path(file_okay=False), default="docs/img")

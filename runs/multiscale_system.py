@@ -48,7 +48,7 @@ from .recipe import RecipeError
 from .records import read_evals
 from .report import describe
 
-__all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale",
+__all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale", "quarter_means",
            "time_to_reach"]
 
 FACTORY_AGENT = "agents:TickingAgent"
@@ -305,4 +305,19 @@ def compare(baseline: Path, others: list[Path]) -> list[dict[str, Any]]:
                     "train_s": rows[-1]["train_s"], "delta_vs_baseline": rows[-1]["test_accuracy"] - final,
                     "reach_baseline_final_s": reach,
                     "reach_ratio": reach / total if reach is not None and total else None})
+    return out
+
+
+def quarter_means(run_dir: Path, agent: str, keys: list[str], parts: int = 4) -> dict[str, list[float | None]]:
+    """Mean of each metric in ``keys`` over each quarter (``parts``) of the run's steps, from the agent's metric
+    stream (``metrics/<agent>.jsonl``, kept with the full run only): how M's agreement with its target moves."""
+    rows = read_jsonl(Path(run_dir) / "metrics" / f"{agent}.jsonl")
+    last = max((r.get("step", 0) for r in rows), default=0) + 1
+    out: dict[str, list[float | None]] = {}
+    for key in keys:
+        bins: list[list[float]] = [[] for _ in range(parts)]
+        for r in rows:
+            if key in r and r.get("step") is not None:
+                bins[min(parts - 1, r["step"] * parts // last)].append(float(r[key]))
+        out[key] = [sum(b) / len(b) if b else None for b in bins]
     return out

@@ -29,3 +29,7 @@ def test_figure_commands_parse_their_arguments(tmp_path: Path) -> None:
     assert result.exit_code == 0 and (tmp_path / "f.png").is_file()
     result = CliRunner().invoke(main, ["multiscale", "compare", str(run)])
     assert result.exit_code == 0 and json.loads(result.output)["final_accuracy"] == 60.0
+    (run / "metrics" / "mid.jsonl").write_text("".join(json.dumps({"step": s, "sg/sg_cosine": 0.5}) + "\n"
+                                                       for s in range(8)))
+    result = CliRunner().invoke(main, ["multiscale", "quarters", str(run), "mid", "sg/sg_cosine"])
+    assert result.exit_code == 0 and json.loads(result.output)["quarters"] == [0.5] * 4

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runs.execute import execute, prepare
-from runs.multiscale_system import compare, plot_multiscale
+from runs.multiscale_system import compare, plot_multiscale, quarter_means
 from runs.recipe import RecipeError
 from runs.sweep import sweep_cells
 
@@ -146,3 +146,23 @@ def test_a_decaying_lr_follows_the_run_clock(tmp_path: Path) -> None:
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1e-3  # falls with the env step, near 0 at the end
     assert fast[-1]["lr"] == pytest.approx(1e-3 * (1 - fast[-1]["step"] / 48))
     assert {r["lr"] for r in slow if "lr" in r} == {1e-3}  # the slow level kept its constant lr
+
+
+def test_three_levels_with_delayed_targets_run_end_to_end(tmp_path: Path) -> None:
+    # the recipe's dni edges default to target = "delayed": mid keeps its windows and sends the true targets down
+    torch.set_num_threads(1)
+    recipe, plan = prepare(RUNS / "multiscale3-dni.toml", TINY_RUN + ["run.steps=64", "env.kwargs.episode_length=64"])
+    assert plan.graph.in_edge("mid").sg_target == "delayed"
+    run_dir, summary = execute(recipe, plan, out=tmp_path / "run", progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    mid = summary["agents"]["mid"]
+    assert mid["wave/dropped"] == 0 and mid["wave/unmatched"] == 0
+    assert summary["agents"]["fast"]["sg/unmatched"] == 0
+
+
+def test_quarter_means_average_each_quarter_of_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    rows = [{"step": s, "sg/sg_cosine": float(s // 25)} for s in range(0, 100, 5)] + [{"step": 99, "other": 1.0}]
+    (tmp_path / "metrics" / "mid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = quarter_means(tmp_path, "mid", ["sg/sg_cosine", "missing"])
+    assert out == {"sg/sg_cosine": [0.0, 1.0, 2.0, 3.0], "missing": [None] * 4}
