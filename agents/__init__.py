@@ -31,9 +31,10 @@ Public API (import from ``agents`` only):
   what M learns from, and how the applied gradient agrees with the true one), ``summarize_probes``.
 - reinforcement learning (``run.kind = "rl"``): ``RlEnvNode`` (a gymnasium vector env stepped on the head's
   actions: ``make_vector_env``, ``space_facts``, ``check_action``), ``PolicyStage`` (an encoder) and ``PolicyHead``
-  (PPO's actor-critic), ``RecurrentStage`` (a slow GRU agent giving the head its context; ``SlowCore``), their tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``,
-  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``,
-  ``minibatch_order`` (the update's shuffles, from a seed both sides know).
+  (PPO's actor-critic), ``RecurrentStage`` (a slow GRU agent giving the head its context; ``SlowCore``), their
+  tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``, ``PpoConfig``; the plain
+  networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``, ``minibatch_order`` (the update's
+  shuffles, from a seed both sides know).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 

@@ -79,7 +79,7 @@ class RecurrentStage(PolicyStage):
                  order_seed: int = 0, run_dir: str | None = None) -> None:
         super().__init__(agent, in_edge, out_edge, ppo, facts, in_dim, num_envs, rollouts, seed, order_seed, run_dir)
         if not self.first:
-            raise ValueError(f"{self.name}: a recurrent agent reads the environment (its in-edge is {self.in_edge.name})")
+            raise ValueError(f"{self.name}: a recurrent agent reads the environment (in-edge {self.in_edge.name})")
         if num_envs % self.ppo.num_minibatches:
             raise ValueError(f"{self.name}: ppo.num_minibatches ({self.ppo.num_minibatches}) must divide "
                              f"env.num_envs ({num_envs}): its minibatches are groups of env copies")

@@ -31,7 +31,7 @@ def rejected(tmp_path: Path, text: str, overrides: list[str] | None = None) -> s
 
 
 @pytest.mark.parametrize(("old", "new", "named"), [
-    ("num_minibatches = 4", "num_minibatches = 16", "ppo.num_minibatches: must divide env.num_envs (8) with a recurrent"),
+    ("num_minibatches = 4", "num_minibatches = 16", "ppo.num_minibatches: must divide env.num_envs (8) with"),
     ("hidden = [64]         #", "hidden = [8, 8] #", "agents[0]: hidden: a recurrent agent has one width"),
     ("period = 4", "period = 0", "agents[0].period: must be >= 1"),
     ("hidden = [64, 64]", "hidden = [64, 64]\nperiod = 2", "agents[1]: period: only a recurrent agent ticks slower"),
