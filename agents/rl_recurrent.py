@@ -66,6 +66,20 @@ class SlowCore(nn.Module):
             h = torch.where(tick[:, None], self.cell(window.flatten(1), h), h)
         return (h, window, age), h
 
+    def replay(self, h: Tensor, windows: Tensor, ticks: Tensor, starts: Tensor) -> Tensor:
+        """The contexts [T, n, H] of a stored rollout from its entry state h [n, H], with gradients.
+        ``windows`` [T, n, p D], ``ticks`` and ``starts`` [T, n] (bool) are what ``forward`` saw; they do not
+        depend on the parameters, so only the tick steps call the cell (h is held in between, and an episode
+        start is always a tick)."""
+        states, last = [h], []
+        for t, any_tick in enumerate(ticks.any(1).tolist()):
+            if any_tick:
+                fresh = self.cell(windows[t], h * (~starts[t]).to(h.dtype)[:, None])
+                h = torch.where(ticks[t][:, None], fresh, h)
+                states.append(h)
+            last.append(len(states) - 1)
+        return torch.stack(states)[torch.tensor(last)]
+
 
 def _detached(state: State) -> State:
     return tuple(s.detach().clone() for s in state)  # type: ignore[return-value]
@@ -103,7 +117,9 @@ class RecurrentStage(PolicyStage):
         self.state = self.module.initial(self.n)
         self.eval_state: State | None = None
         self.rollout_data: tuple[Tensor, Tensor, State] | None = None  # obs [T, N, D], starts [T, N], entry state
-        self.replay: tuple[Tensor, Tensor, State] | None = None        # the rollout being updated
+        self.windows: Tensor | None = None     # [T, N, p D] the cell's inputs during the rollout
+        self.ticks: Tensor | None = None       # [T, N] bool
+        self.replay: tuple[Tensor, ...] | None = None  # the rollout being updated: obs, starts, windows, ticks, h
 
     # -- receiving -------------------------------------------------------------------------------------
     def _on_target(self, k: int, target: Tensor) -> None:
@@ -142,13 +158,17 @@ class RecurrentStage(PolicyStage):
 
     def _act(self, step: int, x: Tensor) -> None:
         t = step % self.ppo.num_steps
+        p = self.cfg.period
         if t == 0:
             self.rollout_data = (torch.zeros(self.ppo.num_steps, self.n, self.in_dim),
                                  torch.zeros(self.ppo.num_steps, self.n, dtype=torch.bool), _detached(self.state))
+            self.windows = torch.zeros(self.ppo.num_steps, self.n, p * self.in_dim)
+            self.ticks = torch.zeros(self.ppo.num_steps, self.n, dtype=torch.bool)
         obs, starts, _ = self.rollout_data
         obs[t], starts[t] = x, self._starts(step)
         with torch.no_grad():
             self.state, context = self.module(self.state, x, starts[t])
+        self.windows[t], self.ticks[t] = self.state[1].flatten(1), self.state[2] % p == 0
         self._emit(step, x, context, torch.arange(self.n), {"phase": "act"})
 
     def _boundary(self, step: int, x: Tensor) -> None:
@@ -157,7 +177,8 @@ class RecurrentStage(PolicyStage):
             _, context = self.module(self.state, x, self._starts(step))
         self._emit(step, x, context, torch.arange(self.n), {"phase": "bootstrap"})
         rollout = step // self.ppo.num_steps - 1
-        self.replay = self.rollout_data
+        obs, starts, entry = self.rollout_data
+        self.replay = (obs, starts, self.windows, self.ticks, entry[0])
         groups = minibatch_order(self.order_seed, rollout, self.ppo.update_epochs, self.n,
                                  self.n // self.ppo.num_minibatches)
         ahead = []
@@ -173,13 +194,9 @@ class RecurrentStage(PolicyStage):
     def _replay_update(self, k: int, rollout: int, envs: Tensor) -> None:
         """Replay the rollout for env copies ``envs`` from their stored state; rows are t-major [T n, ...]."""
         self._enter_rollout(rollout)
-        obs, starts, entry = self.replay
-        state: State = tuple(s[envs] for s in entry)  # type: ignore[assignment]
-        contexts = []
-        for t in range(self.ppo.num_steps):
-            state, context = self.module(state, obs[t, envs], starts[t, envs])
-            contexts.append(context)
-        context = torch.stack(contexts).reshape(-1, self.out_dim)              # [T n, H]
+        obs, starts, windows, ticks, entry = self.replay
+        contexts = self.module.replay(entry[envs], windows[:, envs], ticks[:, envs], starts[:, envs])
+        context = contexts.reshape(-1, self.out_dim)                            # [T n, H]
         x = obs[:, envs].reshape(-1, self.in_dim)                               # [T n, D]
         idx = (torch.arange(self.ppo.num_steps)[:, None] * self.n + envs[None, :]).reshape(-1)
         self._emit(k, x, context.detach(), idx, {"phase": "update", "rollout": rollout})

@@ -103,3 +103,20 @@ def test_evaluation_copies_start_from_a_fresh_state() -> None:
     out = rt.of(Kind.ACT, "head")[-1]
     _, context = node.module(node.module.initial(3), x, torch.ones(3, dtype=torch.bool))
     assert out.meta == {"phase": "eval", "round": 0} and torch.allclose(out.tensors[0][:, D:], context)
+
+
+def test_the_replay_calls_the_cell_at_ticks_only_and_matches_stepping() -> None:
+    torch.manual_seed(1)
+    core = SlowCore(D, H, period=3)
+    steps, n = 9, 3
+    obs, starts = torch.randn(steps, n, D), torch.zeros(steps, n, dtype=torch.bool)
+    starts[0], starts[4, 1] = True, True
+    state = core.initial(n)
+    stepped, windows, ticks = [], [], []
+    for t in range(steps):
+        state, c = core(state, obs[t], starts[t])
+        stepped.append(c)
+        windows.append(state[1].flatten(1))
+        ticks.append(state[2] % 3 == 0)
+    replayed = core.replay(torch.zeros(n, H), torch.stack(windows), torch.stack(ticks), starts)
+    assert torch.allclose(replayed, torch.stack(stepped), atol=1e-6)
