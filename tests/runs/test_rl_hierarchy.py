@@ -64,3 +64,10 @@ def test_a_short_hierarchy_run_completes(tmp_path: Path, mode: str) -> None:
     if mode == "dni":
         assert slow["sg_trained"] == 4 * 4 * 2 and slow["sg_unmatched"] == 0
     assert {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()} == {"slow.pt", "controller.pt"}
+
+
+def test_bench_rl_says_its_plain_loop_has_no_recurrent_agent() -> None:
+    from runs.bench.rl import bench_rl
+
+    with pytest.raises(RecipeError, match="the plain loop has no recurrent agent"):
+        bench_rl([str(RECIPES["dni"])], steps=512)
