@@ -31,9 +31,10 @@ Public API (import from ``agents`` only):
   what M learns from, and how the applied gradient agrees with the true one), ``summarize_probes``.
 - reinforcement learning (``run.kind = "rl"``): ``RlEnvNode`` (a gymnasium vector env stepped on the head's
   actions: ``make_vector_env``, ``space_facts``, ``check_action``), ``PolicyStage`` (an encoder) and ``PolicyHead``
-  (PPO's actor-critic), their tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``,
-  ``PpoConfig``; the plain networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``,
-  ``minibatch_order`` (the update's shuffles, from a seed both sides know).
+  (PPO's actor-critic), ``RecurrentStage`` (a slow GRU agent giving the head its context; ``SlowCore``), their
+  tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``, ``PpoConfig``; the plain
+  networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``, ``minibatch_order`` (the update's
+  shuffles, from a seed both sides know).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
@@ -93,6 +94,7 @@ from .recurrent_node import RecurrentNode
 from .rl_config import RlAgentConfig, RlEdgeConfig, RlSynthesizerConfig
 from .rl_env import RlEnvConfig, RlEnvNode, check_action, make_vector_env, space_facts
 from .rl_policy import PolicyHead, PolicyStage
+from .rl_recurrent import RecurrentStage, SlowCore
 from .security import curve_wiring
 from .supervisor import Outcome, Recorder, Supervisor
 from .training import RunningMeans, TrainingAgent
@@ -130,6 +132,8 @@ __all__ = [
     "PolicyEncoder",
     "PolicyHead",
     "PolicyStage",
+    "RecurrentStage",
+    "SlowCore",
     "PpoConfig",
     "Recorder",
     "RecurrentConfig",

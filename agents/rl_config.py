@@ -1,6 +1,8 @@
 """The agent and edge tables of an RL recipe (``[[agents]]``, ``[[edges]]``), typed on ``agents.config.Strict``.
 
-A policy is a chain ``env -> encoder ... -> actor_critic``; each edge between two agents has a backward mode:
+A policy is a chain ``env -> encoder ... -> actor_critic``, or ``env -> recurrent -> actor_critic``: a slow
+recurrent agent that ticks every ``period`` env steps and gives the controller its context (``agents.rl_recurrent``).
+Each edge between two agents has a backward mode:
 
 - ``backprop``: the receiver's true dL/dh comes back and the sender waits for it (update-locked);
 - ``dni``: the sender updates at once on M(h); M learns from the true dL/dh when it comes back;
@@ -63,13 +65,15 @@ class RlEdgeConfig(Strict):
 
 
 class RlAgentConfig(Strict):
-    """``[[agents]]``: an ``encoder`` (tanh MLP stage) or the ``actor_critic`` head (the rest of the towers).
-    ``lr`` None takes ``ppo.lr``; either is annealed as ``ppo.anneal_lr`` says."""
+    """``[[agents]]``: an ``encoder`` (tanh MLP stage), a ``recurrent`` slow agent (a GRU of width ``hidden[0]``
+    that ticks every ``period`` env steps on the observations since its last tick), or the ``actor_critic`` head
+    (the rest of the towers). ``lr`` None takes ``ppo.lr``; either is annealed as ``ppo.anneal_lr`` says."""
 
     name: str = Field(min_length=1)
-    kind: Literal["encoder", "actor_critic"]
+    kind: Literal["encoder", "recurrent", "actor_critic"]
     hidden: list[int] = [64]
     lr: float | None = Field(None, gt=0)
+    period: int = Field(1, ge=1, description="recurrent: env steps between two ticks")
 
     @model_validator(mode="after")
     def _widths(self) -> RlAgentConfig:
@@ -79,6 +83,10 @@ class RlAgentConfig(Strict):
             raise ValueError("hidden: an encoder needs at least one layer")
         if any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden: widths must be >= 1, got {self.hidden}")
+        if self.kind == "recurrent" and len(self.hidden) != 1:
+            raise ValueError(f"hidden: a recurrent agent has one width (its state), got {self.hidden}")
+        if self.kind != "recurrent" and self.period != 1:
+            raise ValueError(f"period: only a recurrent agent ticks slower than the env (this one is {self.kind!r})")
         return self
 
 

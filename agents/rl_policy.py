@@ -145,7 +145,7 @@ class PolicyStage(_PolicyAgent):
 
     def start(self, rt) -> None:  # noqa: ANN001 - NodeRuntime
         super().start(rt)
-        self.module = PolicyEncoder(self.in_dim, self.cfg.hidden, self.ppo.towers, split=not self.first)
+        self.module = self._build_module()
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self._lr(0), eps=1e-5)
         self.sg: SyntheticGradient | None = None
         if self.out_edge.backward in ("dni", "cdni"):
@@ -158,6 +158,9 @@ class PolicyStage(_PolicyAgent):
         self.pending: tuple[int, Tensor, Tensor] | None = None  # backprop: (k, x, h) waiting for dL/dh
         self.k = 0
         self.rollout = -1   # the rollout being updated
+
+    def _build_module(self) -> torch.nn.Module:
+        return PolicyEncoder(self.in_dim, self.cfg.hidden, self.ppo.towers, split=not self.first)
 
     # -- receiving -------------------------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
@@ -238,13 +241,17 @@ class PolicyStage(_PolicyAgent):
         self.queue.extendleft(reversed(ahead))
         self.obs, self.next_obs = self.next_obs, None
 
-    def _update(self, k: int, rollout: int, x: Tensor, idx: Tensor) -> None:
+    def _enter_rollout(self, rollout: int) -> None:
+        """The first minibatch of ``rollout``'s update: report the last one, anneal the learning rate."""
         if rollout != self.rollout:
             if self.rollout >= 0:
                 self._report(self.rollout, {"lr": self.optimizer.param_groups[0]["lr"]})
             self.rollout = rollout
             for group in self.optimizer.param_groups:
                 group["lr"] = self._lr(rollout)
+
+    def _update(self, k: int, rollout: int, x: Tensor, idx: Tensor) -> None:
+        self._enter_rollout(rollout)
         x = x.detach().clone().requires_grad_(self.in_edge.sends_targets)
         h = self.module(x)
         self._send(k, h.detach(), idx, {"phase": "update", "rollout": rollout})

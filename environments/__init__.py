@@ -11,6 +11,8 @@ Public API (import from ``environments`` only; the modules are private):
 - ``DigitStream`` ("dnilab/DigitStream-v0"): parallel digit streams with a target every k steps.
 - ``Copy`` / ``RepeatCopy`` ("dnilab/Copy-v0", "dnilab/RepeatCopy-v0"): the NTM copy tasks, one time step
   per env step; ``bits_per_sequence`` scores them.
+- ``MaskObservation``, ``masked`` ("dnilab/CartPoleNoVel-v1"): an env observing only some components of its
+  observation; CartPole-v1 without the velocities (it needs memory).
 - ``CharLM`` ("dnilab/CharLM-v0"): character language modelling over Shakespeare (offline default) or
   Penn Treebank; ``load_corpus``, ``load_shakespeare``, ``load_ptb_chars``, ``bits_per_char``;
   ``split_documents`` says which plays (as character spans) a split holds.
@@ -30,6 +32,7 @@ from .charlm import CharLM
 from .copy import LENGTHS, Copy, RepeatCopy, bits_per_sequence
 from .data import DataUnavailable, data_dir
 from .digits import DigitStream
+from .masked import MaskObservation, masked
 from .mnist import MnistStream, fetch_mnist, load_mnist
 from .registry import make
 from .text import bits_per_char, load_corpus, load_ptb_chars, load_shakespeare, split_documents
@@ -47,6 +50,8 @@ __all__ = [
     "load_shakespeare",
     "split_documents",
     "DigitStream",
+    "MaskObservation",
+    "masked",
     "MnistStream",
     "data_dir",
     "fetch_mnist",
@@ -61,6 +66,7 @@ _IDS = {
     "dnilab/Copy-v0": "environments.copy:Copy",
     "dnilab/RepeatCopy-v0": "environments.copy:RepeatCopy",
     "dnilab/CharLM-v0": "environments.charlm:CharLM",
+    "dnilab/CartPoleNoVel-v1": "environments.masked:masked",
 }
 
 for _id, _entry in _IDS.items():

@@ -3,11 +3,12 @@
     [run]     kind = "rl", steps (env steps, all copies), seed, eval_every (env steps; 0 = only at the end)
     [env]     id, kwargs, num_envs, threshold, window, eval_episodes     (agents.RlEnvConfig)
     [ppo]     CleanRL's hyper-parameters                                 (agents.PpoConfig)
-    [[agents]] name, kind = "encoder" | "actor_critic", hidden, lr      (agents.RlAgentConfig)
+    [[agents]] name, kind = "encoder" | "recurrent" | "actor_critic", hidden, lr, period (agents.RlAgentConfig)
     [[edges]]  from, to, backward, synthesizer                           (agents.RlEdgeConfig)
     [defaults.edge]  backward, synthesizer: for agent-to-agent edges that do not set their own
 
-The agents form a chain ``env -> encoder ... -> actor_critic``. Every table is a pydantic model; a bad key or
+The agents form a chain ``env -> encoder ... -> actor_critic``; a ``recurrent`` agent (the slow agent of a
+hierarchy, ``agents.RecurrentStage``) may be its first. Every table is a pydantic model; a bad key or
 value is a ``RecipeError`` naming it (``edges[1].backward: expected one of ...``) before any process starts.
 ``return_curves`` draws the run's training returns against env steps and against wall-clock;
 ``python -m runs.rl_system plot OUT.png RUN...`` draws several runs' on one figure (``compare_returns``).
@@ -136,6 +137,10 @@ def _chain(model: RlRecipe) -> tuple[list[RlAgentConfig], dict[str, RlEdgeConfig
         raise RecipeError(f"edges: agents {missing} are not on the chain from the environment")
     for i, a in enumerate(chain):
         want = "actor_critic" if i == len(chain) - 1 else "encoder"
+        if a.kind == "recurrent" and want == "encoder":
+            if i:
+                raise RecipeError(f"agents.{a.name}.kind: a recurrent agent reads the environment (first in the chain)")
+            continue
         if a.kind != want:
             raise RecipeError(f"agents.{a.name}.kind: the chain's {'last' if want != 'encoder' else 'inner'} "
                               f"agent must be an {want}, got {a.kind!r}")
@@ -170,6 +175,9 @@ def plan_rl(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, A
     for a in chain:
         if a.kind == "encoder" and a.hidden[-1] * model.ppo.towers < 1:
             raise RecipeError(f"agents.{a.name}.hidden: empty")
+    if chain[0].kind == "recurrent" and model.env.num_envs % model.ppo.num_minibatches:
+        raise RecipeError(f"ppo.num_minibatches: must divide env.num_envs ({model.env.num_envs}) with a recurrent "
+                          f"agent (its minibatches are groups of env copies), got {model.ppo.num_minibatches}")
     if not model.run.name:
         model.run.name = default_name
     resolved = model.model_dump(by_alias=True, exclude={"defaults"})
@@ -182,7 +190,8 @@ def rl_specs(recipe: dict[str, Any], plan: RlPlan, run_dir: str) -> list[NodeSpe
     model = plan.recipe
     run, ppo = model.run, model.ppo.model_dump()
     chain = plan.chain
-    context = [a.name for i, a in enumerate(chain[:-1]) if plan.in_edges[chain[i + 1].name].backward == "cdni"]
+    context = [a.name for i, a in enumerate(chain[:-1])
+               if plan.in_edges[chain[i + 1].name].backward == "cdni" or a.kind == "recurrent"]  # labels to them
     specs = [NodeSpec(ENV, "agents:RlEnvNode", dict(
         env=model.env.model_dump(), first=chain[0].name, head=chain[-1].name, context=context, steps=run.steps,
         num_steps=model.ppo.num_steps, seed=run.seed, eval_every=run.eval_every, metrics_every=run.metrics_every),
@@ -192,10 +201,11 @@ def rl_specs(recipe: dict[str, Any], plan: RlPlan, run_dir: str) -> list[NodeSpe
         common = dict(agent=agent.model_dump(), in_edge=plan.in_edges[agent.name].model_dump(by_alias=True),
                       ppo=ppo, facts=plan.facts, in_dim=in_dim, num_envs=model.env.num_envs,
                       rollouts=plan.rollouts, seed=run.seed * 1000 + i, run_dir=run_dir)
-        if agent.kind == "encoder":
+        if agent.kind != "actor_critic":
             out = plan.in_edges[chain[i + 1].name].model_dump(by_alias=True)
-            specs.append(NodeSpec(agent.name, "agents:PolicyStage", dict(**common, out_edge=out, order_seed=run.seed)))
-            in_dim = agent.hidden[-1] * model.ppo.towers
+            target = "agents:PolicyStage" if agent.kind == "encoder" else "agents:RecurrentStage"
+            specs.append(NodeSpec(agent.name, target, dict(**common, out_edge=out, order_seed=run.seed)))
+            in_dim = agent.hidden[-1] * model.ppo.towers if agent.kind == "encoder" else in_dim + agent.hidden[0]
         else:
             specs.append(NodeSpec(agent.name, "agents:PolicyHead", common))
     return specs

@@ -27,7 +27,7 @@ from torch import nn
 from agents import ActorCritic, PolicyEncoder, gae, make_vector_env, minibatch_order, ppo_loss, space_facts
 
 from ..execute import plan_recipe
-from ..recipe import apply_overrides, read_recipe
+from ..recipe import RecipeError, apply_overrides, read_recipe
 from ..records import read_jsonl
 from .runner import run_recipe
 from .table import Row
@@ -154,8 +154,10 @@ def bench_rl(recipes: Sequence[str], steps: int, overrides: Sequence[str] = (), 
     """Per recipe, the plain loop (once, for the first recipe of each env) and the dnilab system."""
     out = Path(out or tempfile.mkdtemp(prefix="dnilab-bench-rl-"))
     built = [(path, bench_recipe(path, steps, overrides)) for path in recipes]
-    for _, recipe in built:  # a bad recipe or override is rejected before anything runs
-        plan_recipe(copy.deepcopy(recipe))
+    for path, recipe in built:  # a bad recipe or override is rejected before anything runs
+        _, plan = plan_recipe(copy.deepcopy(recipe))
+        if plain and any(a.kind == "recurrent" for a in plan.chain):
+            raise RecipeError(f"{path}: the plain loop has no recurrent agent (run it with --no-plain, or dnilab run)")
     torch.set_num_threads(1)
     rows: list[Row] = []
     baselines: dict[str, float] = {}
