@@ -238,13 +238,17 @@ class PolicyStage(_PolicyAgent):
         self.queue.extendleft(reversed(ahead))
         self.obs, self.next_obs = self.next_obs, None
 
-    def _update(self, k: int, rollout: int, x: Tensor, idx: Tensor) -> None:
+    def _enter(self, rollout: int) -> None:
+        """The first minibatch of a rollout's update: report the last one, set this one's learning rate."""
         if rollout != self.rollout:
             if self.rollout >= 0:
                 self._report(self.rollout, {"lr": self.optimizer.param_groups[0]["lr"]})
             self.rollout = rollout
             for group in self.optimizer.param_groups:
                 group["lr"] = self._lr(rollout)
+
+    def _update(self, k: int, rollout: int, x: Tensor, idx: Tensor) -> None:
+        self._enter(rollout)
         x = x.detach().clone().requires_grad_(self.in_edge.sends_targets)
         h = self.module(x)
         self._send(k, h.detach(), idx, {"phase": "update", "rollout": rollout})
