@@ -183,6 +183,12 @@ class CommStage(PolicyStage):
             if e.sends_targets:
                 self.rt.send(e.sender, Message(Kind.TARGET, self.name, e.name, k, [part.detach().contiguous()]))
 
+    def _checkpoint_state(self) -> dict[str, Any]:
+        state = super()._checkpoint_state()
+        if self.msg_sg:
+            state["message_synthetic_gradients"] = {name: sg.state_dict() for name, sg in self.msg_sg.items()}
+        return state
+
     def on_stop(self) -> dict[str, Any]:
         out = super().on_stop()
         for name, sg in getattr(self, "msg_sg", {}).items():

@@ -93,6 +93,8 @@ def test_a_short_speaker_listener_run_completes_and_writes_its_records(tmp_path:
     assert agents["speaker"]["updates"] == agents["listener"]["updates"] == 2 * 16  # 2 rollouts x 4 x 4
     if mode == "dni":
         assert agents["speaker"]["speaker->listener/sg_trained"] == 32
+        state = torch.load(run_dir / "checkpoints" / "speaker.pt", weights_only=True)
+        assert set(state["message_synthetic_gradients"]) == {"speaker->listener"}
     assert (run_dir / "plots" / "returns.png").is_file()
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {
         "speaker.pt", "speaker_head.pt", "listener.pt", "listener_head.pt"}
