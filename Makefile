@@ -12,7 +12,7 @@ $(BIN)/dnilab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[marl,test]"
 	@touch $@
 
 setup: $(BIN)/dnilab

@@ -35,6 +35,9 @@ Public API (import from ``agents`` only):
   tables ``RlEnvConfig``, ``RlAgentConfig``, ``RlEdgeConfig``, ``RlSynthesizerConfig``, ``PpoConfig``; the plain
   networks and loss ``PolicyEncoder``, ``ActorCritic``, ``gae``, ``ppo_loss``, ``minibatch_order`` (the update's
   shuffles, from a seed both sides know).
+- multi-agent RL (``run.kind = "marl"``): ``MarlEnvNode`` (N copies of a PettingZoo Parallel env,
+  ``ParallelCopies``, routed by agent name; ``MarlEnvConfig``, ``parallel_facts``) and ``CommStage`` (a policy
+  encoder that sends its output to other policies as a message, or merges messages into its observation).
   ``RayLauncher`` lives in ``agents.ray_launcher`` (optional extra ``dnilab[ray]``; imported only when used).
 """
 
@@ -73,6 +76,8 @@ from .graph import (
     validate_topology,
 )
 from .launchers import InprocLauncher, Launcher, LocalLauncher
+from .marl_env import MarlEnvConfig, MarlEnvNode, ParallelCopies, parallel_facts
+from .marl_policy import CommStage
 from .merge import MERGES, merge_inputs, merged_shape, split_gradient
 from .multiscale import TickingAgent, TickingCore, TickSchedule, level_macs, pool_images, pooled_dim, solve_hidden
 from .node import Node, NodeRuntime, Wiring
@@ -100,6 +105,11 @@ from .supervisor import Outcome, Recorder, Supervisor
 from .training import RunningMeans, TrainingAgent
 
 __all__ = [
+    "CommStage",
+    "MarlEnvConfig",
+    "MarlEnvNode",
+    "ParallelCopies",
+    "parallel_facts",
     "BACKWARD_MODES",
     "ENV",
     "FORWARD_MODES",

@@ -35,7 +35,8 @@ from .config import Strict
 from .env_node import load_factory
 from .node import Node
 
-__all__ = ["RlEnvConfig", "RlEnvNode", "action_dim", "check_action", "make_vector_env", "space_facts"]
+__all__ = ["RlEnvConfig", "RlEnvNode", "action_dim", "action_row", "agent_facts", "check_action", "make_vector_env",
+           "space_facts"]
 
 ENV = "env"
 EVAL_SEED_OFFSET = 1_000_000  # evaluation copies never share a seed with training copies
@@ -63,7 +64,11 @@ def make_vector_env(spec: str, kwargs: dict[str, Any], n: int, make: str = "envi
 
 def space_facts(venv: gym.vector.VectorEnv) -> dict[str, Any]:
     """What the agents need to know of one copy's spaces; ValueError for spaces the node cannot serve."""
-    obs, act = venv.single_observation_space, venv.single_action_space
+    return agent_facts(venv.single_observation_space, venv.single_action_space)
+
+
+def agent_facts(obs: gym.Space, act: gym.Space) -> dict[str, Any]:
+    """``space_facts`` of one agent's observation and action spaces (a PettingZoo env has a pair per agent)."""
     if not isinstance(obs, gym.spaces.Box):
         raise ValueError(f"observation space {obs} is not supported (a Box is)")
     if isinstance(act, gym.spaces.Discrete):
@@ -98,7 +103,7 @@ def check_action(space: gym.Space, action: torch.Tensor, n: int, where: str) -> 
     return np.clip(a, space.low, space.high)
 
 
-def _as_float(space: gym.Space, a: np.ndarray) -> torch.Tensor:
+def action_row(space: gym.Space, a: np.ndarray) -> torch.Tensor:
     """An action as a float context row: one-hot for Discrete, the vector for Box. [N, A]"""
     if isinstance(space, gym.spaces.Discrete):
         return torch.nn.functional.one_hot(torch.as_tensor(a - space.start), int(space.n)).float()
@@ -201,7 +206,7 @@ class RlEnvNode(Node):
             raise RuntimeError(f"env {self.cfg.id!r} failed at step {self.step} on action {a.tolist()}: "
                                f"{type(err).__name__}: {err}") from err
         done = np.logical_or(terminated, truncated)
-        label = [_as_float(self.space, a), torch.as_tensor(reward, dtype=torch.float32),
+        label = [action_row(self.space, a), torch.as_tensor(reward, dtype=torch.float32),
                  torch.as_tensor(done, dtype=torch.float32)]
         for peer in sorted({self.head, *self.context}):
             self.rt.send(peer, Message(Kind.LABEL, ENV, f"{ENV}->{peer}", self.step, label))

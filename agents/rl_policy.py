@@ -300,14 +300,17 @@ class PolicyStage(_PolicyAgent):
         g = x.grad if x.grad is not None else torch.zeros_like(x)
         self.rt.send(self.in_edge.sender, Message(Kind.TARGET, self.name, self.in_edge.name, k, [g.detach()]))
 
+    def _checkpoint_state(self) -> dict[str, Any]:
+        state = {"agent": self.name, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.sg is not None:
+            state["synthetic_gradient"] = self.sg.state_dict()
+        return state
+
     def on_stop(self) -> dict[str, Any]:
         if not hasattr(self, "module"):
             return {}
         if self.run_dir:
-            state = {"agent": self.name, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
-            if self.sg is not None:
-                state["synthetic_gradient"] = self.sg.state_dict()
-            write_checkpoint(self.run_dir, self.name, state)
+            write_checkpoint(self.run_dir, self.name, self._checkpoint_state())
         out: dict[str, Any] = {"updates": self.updates, "wall_s": time.monotonic() - self.t_start}
         if self.sg is not None:
             out.update(sg_dropped=self.sg.dropped, sg_unmatched=self.sg.unmatched, sg_trained=self.sg.trained)

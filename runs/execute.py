@@ -16,6 +16,7 @@ import zmq
 from agents import ENV, InprocLauncher, LocalLauncher, NodeSpec, Strict, Supervisor, checkpoint_path
 
 from .config import FeedForwardRecipe, MultiscaleRecipe, RecurrentRunRecipe, resolved, validate_recipe
+from .marl_system import MarlRecipe, marl_specs, plan_marl
 from .multiscale_system import check_multiscale, multiscale_specs
 from .plots import learning_curves
 from .progress import RunProgress
@@ -41,6 +42,7 @@ SYSTEMS: dict[str, System] = {  # run.kind -> System: a new kind of recipe is on
     "recurrent": System(RecurrentRunRecipe, check_recurrent, recurrent_specs),
     "multiscale": System(MultiscaleRecipe, check_multiscale, multiscale_specs),
     "rl": System(RlRecipe, lambda recipe: plan_rl(recipe)[1], rl_specs),
+    "marl": System(MarlRecipe, plan_marl, marl_specs),
 }
 
 
@@ -154,7 +156,7 @@ def _supervise(recipe: dict[str, Any], run_dir: Path, records: RunRecords, specs
         records.close()  # the JSONL files and TensorBoard writers, whatever ended the run
     try:
         learning_curves(run_dir)
-        if recipe["run"]["kind"] == "rl":
+        if recipe["run"]["kind"] in ("rl", "marl"):
             from .rl_system import return_curves
 
             return_curves(run_dir)

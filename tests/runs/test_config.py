@@ -32,7 +32,7 @@ def test_cnn_depth_is_derived() -> None:
 
 @pytest.mark.parametrize(("patch", "message"), [
     ({"run": {"kind": "quantum"}},
-     "run.kind: must be one of 'feedforward', 'recurrent', 'multiscale', 'rl', got 'quantum'"),
+     "run.kind: must be one of 'feedforward', 'recurrent', 'multiscale', 'rl', 'marl', got 'quantum'"),
     ({"run": {"steps": "many"}}, "run.steps: must be an int, got 'many'"),
     ({"run": {"pace": "slow"}}, "run.pace: must be 'fastest' or 'all', got 'slow'"),
     ({"levels": {}}, "levels: unknown key (known: agents, defaults, edges, env, model, overrides, paper, run)"),
@@ -47,6 +47,6 @@ def test_bad_recipes_name_the_key(patch: dict, message: str) -> None:
 
 
 def test_every_kind_has_a_model() -> None:
-    assert set(SYSTEMS) == {"feedforward", "recurrent", "multiscale", "rl"}
+    assert set(SYSTEMS) == {"feedforward", "recurrent", "multiscale", "rl", "marl"}
     assert resolved(check(SYSTEMS["recurrent"].model, {"run": {"kind": "recurrent"}, "env": {"id": "dnilab/Copy-v0"}})
                     )["curriculum"]["threshold"] == 0.15
