@@ -45,7 +45,7 @@ from environments import make
 
 from .devices import resolve_device
 from .recipe import RecipeError
-from .records import read_evals
+from .records import read_evals, read_jsonl
 from .report import describe
 
 __all__ = ["MultiscalePlan", "check_multiscale", "compare", "multiscale_specs", "plot_multiscale", "quarter_means",
