@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from agents import (
     ENV,
@@ -32,10 +32,10 @@ from agents import (
     RlEdgeConfig,
     RlSynthesizerConfig,
     Strict,
-    describe_error,
     parallel_facts,
 )
 
+from .config import check
 from .recipe import RecipeError
 from .rl_system import RlRun
 
@@ -94,13 +94,6 @@ class MarlPlan:
     messages: list[MarlEdgeConfig]
     facts: dict[str, dict[str, Any]]           # env agent -> obs_dim, action_dim, continuous
     rollouts: int
-
-
-def _validated(recipe: dict[str, Any]) -> MarlRecipe:
-    try:
-        return MarlRecipe(**recipe)
-    except ValidationError as err:
-        raise RecipeError(describe_error(err)) from None
 
 
 def _policies(model: MarlRecipe, facts: dict[str, dict[str, Any]]) -> tuple[dict[str, list[MarlAgentConfig]],
@@ -205,7 +198,7 @@ def _check_messages(model: MarlRecipe, chains: dict[str, list[MarlAgentConfig]])
 
 def plan_marl(recipe: dict[str, Any]) -> MarlPlan:
     """Check a multi-agent recipe completely (nothing started)."""
-    model = _validated(recipe)
+    model = check(MarlRecipe, recipe)
     try:
         facts = parallel_facts(model.env.id, model.env.kwargs)
     except Exception as err:  # noqa: BLE001 - any failure here is a recipe problem

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from agents import (
     ENV,
@@ -32,11 +32,11 @@ from agents import (
     RlEnvConfig,
     RlSynthesizerConfig,
     Strict,
-    describe_error,
     make_vector_env,
     space_facts,
 )
 
+from .config import check
 from .recipe import RecipeError
 from .records import read_evals, read_jsonl
 
@@ -101,13 +101,6 @@ class RlPlan:
     rollouts: int
 
 
-def _validated(recipe: dict[str, Any]) -> RlRecipe:
-    try:
-        return RlRecipe(**recipe)
-    except ValidationError as err:
-        raise RecipeError(describe_error(err)) from None
-
-
 def _chain(model: RlRecipe) -> tuple[list[RlAgentConfig], dict[str, RlEdgeConfig]]:
     """The agents in order from the environment, with each one's input edge; RecipeError otherwise."""
     agents = {a.name: a for a in model.agents}
@@ -149,7 +142,7 @@ def _chain(model: RlRecipe) -> tuple[list[RlAgentConfig], dict[str, RlEdgeConfig
 
 def plan_rl(recipe: dict[str, Any], default_name: str = "") -> tuple[dict[str, Any], RlPlan]:
     """Check an RL recipe completely (nothing started); returns (recipe with defaults, plan)."""
-    model = _validated(recipe)
+    model = check(RlRecipe, recipe)
     chain, in_edges = _chain(model)
     if model.run.launcher == "ray":  # an optional extra: say how to install it before anything starts
         from agents.ray_launcher import RayUnavailable, require_ray
