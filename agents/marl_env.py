@@ -44,7 +44,7 @@ from interfaces import Expectations, Kind, Message, TensorSpec
 from .config import Strict
 from .env_node import load_factory
 from .node import Node
-from .rl_env import EVAL_SEED_OFFSET, action_row, agent_facts, check_action
+from .rl_env import EVAL_SEED_OFFSET, action_row, agent_facts, check_action, tell_eval
 
 __all__ = ["MarlEnvConfig", "MarlEnvNode", "ParallelCopies", "parallel_facts"]
 
@@ -315,24 +315,12 @@ class MarlEnvNode(Node):
 
     def _finish_eval(self) -> None:
         ev, self.evaluation = self.evaluation, None
-        self.round += 1
-        team = np.array([f["team"] for f in ev["finished"]] or [np.nan])
-        result: dict[str, Any] = {
-            "final": ev["final"], "round": self.round - 1, "at": self.env_steps(),
-            "mean_return": float(team.mean()), "std_return": float(team.std()), "min_return": float(team.min()),
-            "mean_length": float(np.mean([f["length"] for f in ev["finished"]] or [np.nan])),
-            "episodes": len(ev["finished"]), "env_steps": self.env_steps(),
-            "train_return_mean": float(np.mean(self.recent)) if self.recent else None,
-            "train_episodes": self.episodes, "wall_s": time.monotonic() - self.t_start,
-            "eval_s": time.monotonic() - ev["t0"]}
-        for a in self.copies.agents:
-            result[f"mean_return/{a}"] = float(np.mean([f["returns"][a] for f in ev["finished"]] or [np.nan]))
-        if self.cfg.threshold is not None:
-            result.update(threshold=self.cfg.threshold, steps_to_threshold=self.steps_to_threshold)
-        self.rt.tell("eval", step=self.env_steps(), **result)
-        if ev["final"]:
-            self.done = True
-            self.rt.tell("complete", step=self.env_steps(), steps=self.env_steps())
+        done = ev["finished"]
+        team = np.array([f["team"] for f in done] or [np.nan])
+        lengths = np.array([f["length"] for f in done] or [np.nan], dtype=float)
+        per_agent = {f"mean_return/{a}": float(np.mean([f["returns"][a] for f in done] or [np.nan]))
+                     for a in self.copies.agents}
+        tell_eval(self, ev, team, lengths, len(done), per_agent)
 
     def on_stop(self) -> dict[str, Any]:
         for copies in (getattr(self, "copies", None), getattr(self, "eval_copies", None)):

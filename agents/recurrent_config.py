@@ -39,6 +39,9 @@ class RecurrentConfig(Strict):
     sg_memory: Fraction = 0.999  # "ridge": each window's rows weigh this much less per later window
     sg_hidden: list[PositiveInt] = []  # M's hidden layers; [] = linear (the paper's)
     sg_state: Literal["hc", "h"] = "hc"  # the boundary state M reads and predicts the gradient of: (h, c) or h
+    # A control for what DNI's gain comes from: apply, in M's place, Gaussian noise of M's norm per sequence
+    # ("noise") or M's outputs shuffled across the batch ("shuffle"); M learns as usual either way.
+    sg_control: Literal["none", "noise", "shuffle"] = "none"
     batch_size: PositiveInt = 64  # sequences (Copy) or parallel streams (char LM)
     clip: NonNegative = 10.0  # global grad-norm clip of the core's update; 0 = off
     eval_batch_size: PositiveInt = 32  # char LM: streams when evaluating valid/test
@@ -47,6 +50,8 @@ class RecurrentConfig(Strict):
     def _consistent(self) -> RecurrentConfig:
         if self.aux and self.sg != "dni":
             raise InvalidKey("aux", "needs sg = 'dni' (Aux predicts synthetic gradients)")
+        if self.sg_control != "none" and self.sg != "dni":
+            raise InvalidKey("sg_control", "replaces M's applied output: needs sg = 'dni'")
         if self.sg_fit == "ridge" and (self.sg_hidden or self.sg_average > 0):
             raise InvalidKey("sg_fit", "'ridge' fits a linear M (no sg_hidden) and applies it (no sg_average)")
         return self

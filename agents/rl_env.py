@@ -110,6 +110,26 @@ def action_row(space: gym.Space, a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float32).reshape(len(a), -1)
 
 
+def tell_eval(node: Any, ev: dict[str, Any], returns: np.ndarray, lengths: np.ndarray, episodes: int,
+              extra: dict[str, float] | None = None) -> None:
+    """Tell the supervisor one evaluation's returns, [episodes] each (the final one completes the run): the one
+    eval report of the RL and the multi-agent environment nodes."""
+    node.round += 1
+    result: dict[str, Any] = {
+        "final": ev["final"], "round": node.round - 1, "at": node.env_steps(),
+        "mean_return": float(returns.mean()), "std_return": float(returns.std()), "min_return": float(returns.min()),
+        "mean_length": float(lengths.mean()), "episodes": episodes, "env_steps": node.env_steps(),
+        "train_return_mean": float(np.mean(node.recent)) if node.recent else None,
+        "train_episodes": node.episodes, "wall_s": time.monotonic() - node.t_start,
+        "eval_s": time.monotonic() - ev["t0"], **(extra or {})}
+    if node.cfg.threshold is not None:
+        result.update(threshold=node.cfg.threshold, steps_to_threshold=node.steps_to_threshold)
+    node.rt.tell("eval", step=node.env_steps(), **result)
+    if ev["final"]:
+        node.done = True
+        node.rt.tell("complete", step=node.env_steps(), steps=node.env_steps())
+
+
 class RlEnvNode(Node):
     """Steps the vector env on the head's actions, reports episodes, runs the deterministic evaluations."""
 
@@ -270,21 +290,7 @@ class RlEnvNode(Node):
 
     def _finish_eval(self) -> None:
         ev, self.evaluation = self.evaluation, None
-        self.round += 1
-        result: dict[str, Any] = {
-            "final": ev["final"], "round": self.round - 1, "at": self.env_steps(),
-            "mean_return": float(ev["returns"].mean()), "std_return": float(ev["returns"].std()),
-            "min_return": float(ev["returns"].min()), "mean_length": float(ev["lengths"].mean()),
-            "episodes": int(ev["finished"].sum()), "env_steps": self.env_steps(),
-            "train_return_mean": float(np.mean(self.recent)) if self.recent else None,
-            "train_episodes": self.episodes, "wall_s": time.monotonic() - self.t_start,
-            "eval_s": time.monotonic() - ev["t0"]}
-        if self.cfg.threshold is not None:
-            result.update(threshold=self.cfg.threshold, steps_to_threshold=self.steps_to_threshold)
-        self.rt.tell("eval", step=self.env_steps(), **result)
-        if ev["final"]:
-            self.done = True
-            self.rt.tell("complete", step=self.env_steps(), steps=self.env_steps())
+        tell_eval(self, ev, ev["returns"], ev["lengths"], int(ev["finished"].sum()))
 
     def on_stop(self) -> dict[str, Any]:
         for env in (getattr(self, "venv", None), getattr(self, "eval_env", None)):

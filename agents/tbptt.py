@@ -30,6 +30,11 @@ the SG 1..T steps ahead; its gradient shapes the core (an auxiliary task, as in 
 the within-window form: the paper's exact horizon was not checked). Target is zero at episode end.
 
 ``sg = "none"`` is the plain truncated-BPTT baseline (same learner, no M).
+
+Controls (``sg_control``), to tell a gain that comes from M's predictions from one that any perturbation of this
+size at the boundary would give: ``"noise"`` applies Gaussian noise with each sequence's norm of M(s_end) instead
+of M(s_end), ``"shuffle"`` applies M's outputs permuted across the batch (right size and distribution, wrong
+sequence). M still learns from its targets as usual; those targets carry back what was applied.
 """
 
 from __future__ import annotations
@@ -93,6 +98,16 @@ def ridge_solve(gram: Tensor, cross: Tensor, penalty: float) -> Tensor:
     reg = torch.eye(len(gram), dtype=gram.dtype, device=gram.device) * penalty
     reg[-1, -1] = 0.0
     return torch.linalg.solve(gram + reg, cross)
+
+
+def control(m: Tensor, kind: str) -> Tensor:
+    """What is applied in M's place: M's output [B, S] itself, noise of each row's norm, or the rows permuted."""
+    if kind == "noise":
+        noise = torch.randn_like(m)
+        return noise * (m.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    if kind == "shuffle":
+        return m[torch.randperm(m.shape[0], device=m.device)]
+    return m
 
 
 class TBPTTLearner:
@@ -162,6 +177,7 @@ class TBPTTLearner:
         if self.sg_applied is not None:
             with torch.no_grad():  # M's prediction at the end boundary; the future is empty at episode end
                 m_end = torch.zeros_like(s_vec) if done else self.sg_applied(s_vec.detach())  # [B, S] per-sample
+                m_end = control(m_end, self.cfg.sg_control)
             metrics["sg_applied_norm"] = float(m_end.norm(dim=-1).mean()) * self.cfg.sg_scale
             if not done:
                 total = total + (s_vec * m_end).sum() * (self.cfg.sg_scale / b)

@@ -11,6 +11,8 @@ machines these run on are shared and noisy: absolute numbers drift, ratios measu
 - ``speedup``: speed at equal accuracy: the time a model split into N agents (backprop, dni, cdni, complete unlock)
   takes to reach the final accuracy of the same model trained in one process with all their cores.
 - ``floor``: the host time of one agent step with a tiny module (the per-step overhead), with a profile.
+- ``faults``: what a real run survives: kill -9 and restart, killed twice, SIGTERM and resume, stray frames into
+  every inbox (composed error against an uninterrupted run of the same seed, RSS growth, socket files left).
 - ``memory``: peak RSS per agent and of the supervisor; bounded buffers under a slowed agent.
 - ``multiscale``: multi-timescale controllers (backprop / DNI / cDNI recipes): ms per step, each process's CPU and
   work ms per step, and the floors they set for a system whose agents never wait.

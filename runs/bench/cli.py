@@ -283,6 +283,34 @@ def rl(recipes: str, steps: int, overrides: tuple[str, ...], no_plain: bool, out
           json_path, collected)
 
 
+@bench.command()
+@click.option("--recipe", default="runs/mnist-fcn4-cdni.toml", show_default=True, help="The run every case starts.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds; each runs every case.")
+@click.option("--cases", default=",".join(("clean", "kill", "kill-twice", "resume", "stray")), show_default=True,
+              help="clean (the baseline of its seed; put it first), kill, kill-twice, resume, stray.")
+@click.option("--victim", default="l2", show_default=True, help="The node killed, and whose steps time every hit.")
+@click.option("--at", default=0.5, show_default=True, help="Fraction of run.steps at which the victim is hit.")
+@click.option("--checkpoint-every", default=200, show_default=True, help="run.checkpoint_every of every case.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override applied to every case.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the cases' run folders.")
+@json_option
+def faults(recipe: str, seeds: str, cases: str, victim: str, at: float, checkpoint_every: int,
+           overrides: tuple[str, ...], out: str, json_path: str | None, collected: list[Row] | None = None) -> None:
+    """What a run survives: kill -9 and restart, killed twice, SIGTERM and resume, stray frames into every inbox."""
+    from . import faults as f
+
+    settings = f.Settings(recipe=recipe, victim=victim, at=at, checkpoint_every=checkpoint_every,
+                          overrides=overrides)
+    try:
+        rows = f.bench_faults(_ints(seeds), [c.strip() for c in cases.split(",") if c.strip()], settings, Path(out))
+    except RecipeError as err:
+        raise click.UsageError(f"bad recipe: {err}") from None
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    _emit("faults: what a run survives (delta = test error - the clean run's of the same seed)", rows, f.COLUMNS,
+          "faults", json_path, collected)
+
+
 @bench.command(name="all")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every benchmark's rows as one JSON list.")

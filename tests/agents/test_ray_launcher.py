@@ -136,8 +136,9 @@ def ray_instance() -> Any:
     ray.shutdown()
 
 
-def _run_and_disrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                     disrupt: Any) -> tuple[dict[str, Any], dict[str, Any], float, Path]:
+def _run_and_disrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disrupt: Any,
+                     overrides: tuple[str, ...] = ("run.steps=1000000",),
+                     ) -> tuple[dict[str, Any], dict[str, Any], float, Path]:
     """Start a long run on Ray; once the head reports training metrics, call ``disrupt(launcher, meta)``.
     Returns (summary, meta, seconds from the disruption to the end of the run, run folder)."""
     from agents.ray_launcher import RayLauncher
@@ -154,7 +155,7 @@ def _run_and_disrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(execute_mod, "make_launcher", make_launcher)
     run_dir = tmp_path / "run"
-    recipe, plan = execute_mod.prepare(ROOT / RECIPE, [*TINY, "run.steps=1000000"], launcher="ray")
+    recipe, plan = execute_mod.prepare(ROOT / RECIPE, [*TINY, *overrides], launcher="ray")
     disrupted: dict[str, float] = {}
 
     def watch() -> None:
@@ -227,6 +228,23 @@ def test_killed_actor_fails_the_run_at_once(ray_instance: Any, tmp_path: Path,
     print(f"l2 killed; the run ended {took:.1f} s later: {summary['error']}")
     assert took < 30, f"the run took {took:.1f} s to stop after l2 was killed"
     assert ray_instance.is_initialized()  # a Ray this launcher did not start is left running
+
+
+@needs_ray
+@pytest.mark.timeout(600)
+def test_killed_actor_is_restarted_and_the_run_completes(ray_instance: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With run.restarts = 1 a dead actor comes back as a new actor in its bundle (a new endpoint, peers re-wired)."""
+    def kill(launcher: Any, meta: dict[str, Any]) -> None:
+        ray_instance.kill(launcher.actors["l2"], no_restart=True)
+
+    summary, meta, _, run_dir = _run_and_disrupt(tmp_path, monkeypatch, kill, overrides=(
+        "run.steps=600", "run.restarts=1", "run.checkpoint_every=20"))
+    assert summary["status"] == "completed", summary.get("error")
+    [restart] = summary["restarts"]
+    assert restart["agent"] == "l2" and restart["attempt"] == 1
+    assert summary["agents"]["l2"]["steps"] > restart["resumed_step"]  # it trained again once back
+    assert not any(pid_alive(a["pid"]) for a in meta["agents"].values())
 
 
 @needs_ray

@@ -378,3 +378,32 @@ def test_shipped_recurrent_recipes_validate() -> None:
     for name in names:
         with open(runs / f"{name}.toml", "rb") as f:
             validate_recurrent(tomllib.load(f))
+
+
+def test_controls_apply_noise_of_m_s_norm_or_m_shuffled_across_the_batch() -> None:
+    from agents.tbptt import control
+
+    torch.manual_seed(0)
+    m = torch.randn(6, 5)
+    noise = control(m, "noise")
+    torch.testing.assert_close(noise.norm(dim=-1), m.norm(dim=-1))
+    assert (noise - m).abs().max() > 0.1
+    shuffled = control(m, "shuffle")
+    assert sorted(map(tuple, shuffled.tolist())) == sorted(map(tuple, m.tolist()))
+    assert control(m, "none") is m
+    with pytest.raises(ValueError, match="sg_control"):
+        RecurrentConfig(sg="none", sg_control="noise")
+
+
+@pytest.mark.parametrize("kind", ["noise", "shuffle"])
+def test_a_controlled_run_applies_the_control_and_m_still_learns_from_what_came_back(kind: str) -> None:
+    targets = {}
+    for k in ("none", kind):
+        learner, core, readout, x, y, mask, b, t = _setup(sg_scale=0.5)
+        learner.cfg = learner.cfg.model_copy(update={"sg_control": k})
+        learner.start_episode(b)
+        for w in range(2):
+            sl = slice(w * t, (w + 1) * t)
+            learner.train_window(x[sl], y[sl], mask[sl], done=False)
+        targets[k] = learner.last_target.clone()
+    assert not torch.allclose(targets["none"], targets[kind])  # what was applied came back into M's target
