@@ -30,7 +30,6 @@ seeded apart from training, every head's deterministic action, one episode each;
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +43,7 @@ from interfaces import Expectations, Kind, Message, TensorSpec
 from .config import Strict
 from .env_node import load_factory
 from .node import Node
-from .rl_env import EVAL_SEED_OFFSET, action_row, agent_facts, check_action, tell_eval
+from .rl_env import EVAL_SEED_OFFSET, action_row, agent_facts, check_action, start_counters, tell_eval
 
 __all__ = ["MarlEnvConfig", "MarlEnvNode", "ParallelCopies", "parallel_facts"]
 
@@ -199,16 +198,7 @@ class MarlEnvNode(Node):
         self.keep = {a: [j for j in range(self.copies.dims[a]) if j not in set(r.get("drop", []))]
                      for a, r in self.routes.items()}
         self.actions: dict[tuple[str, str, int], torch.Tensor] = {}  # (phase, head, step) -> action
-        self.step = 0
-        self.done = False
-        self.recent: deque[float] = deque(maxlen=self.cfg.window)
-        self.episodes = 0
-        self.steps_to_threshold: int | None = None
-        self.next_eval = self.eval_every
-        self.evaluation: dict[str, Any] | None = None
-        self.round = 0
-        self.t_start = time.monotonic()
-        self.t_report, self.s_report = self.t_start, 0
+        start_counters(self)
         self._send_obs(self.copies.reset(self.seed))
 
     # -- messages ------------------------------------------------------------------------------------

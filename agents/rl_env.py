@@ -110,6 +110,20 @@ def action_row(space: gym.Space, a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float32).reshape(len(a), -1)
 
 
+def start_counters(node: Any) -> None:
+    """The training and evaluation counters of an environment node (what ``tell_eval`` reports), from zero."""
+    node.step = 0
+    node.done = False
+    node.recent = deque(maxlen=node.cfg.window)  # recent training episodes' returns
+    node.episodes = 0
+    node.steps_to_threshold = None
+    node.next_eval = node.eval_every
+    node.evaluation = None  # the evaluation in progress, if any
+    node.round = 0
+    node.t_start = time.monotonic()
+    node.t_report, node.s_report = node.t_start, 0
+
+
 def tell_eval(node: Any, ev: dict[str, Any], returns: np.ndarray, lengths: np.ndarray, episodes: int,
               extra: dict[str, float] | None = None) -> None:
     """Tell the supervisor one evaluation's returns, [episodes] each (the final one completes the run): the one
@@ -168,16 +182,7 @@ class RlEnvNode(Node):
         self.space = self.venv.single_action_space
         self.eval_env = make_vector_env(self.cfg.id, self.cfg.kwargs, self.cfg.eval_episodes, self.make)
         self.actions: dict[tuple[str, int], torch.Tensor] = {}  # (phase, step) -> action
-        self.step = 0
-        self.done = False
-        self.recent: deque[float] = deque(maxlen=self.cfg.window)
-        self.episodes = 0
-        self.steps_to_threshold: int | None = None
-        self.next_eval = self.eval_every
-        self.evaluation: dict[str, Any] | None = None
-        self.round = 0
-        self.t_start = time.monotonic()
-        self.t_report, self.s_report = self.t_start, 0
+        start_counters(self)
         obs, _ = self.venv.reset(seed=self.seed)
         self._send_obs(obs)
 
