@@ -78,7 +78,7 @@ class EnvNode(Node):
 
     def expectations(self) -> Expectations:
         expect = Expectations()
-        for n in set(self.paced) | (set(self.names) if self.free_running else set()):
+        for n in set(self.paced) | set(self.heads) | (set(self.names) if self.free_running else set()):
             expect.allow(Kind.CONTROL, f"{ENV}->{n}", n)
         return expect
 
@@ -101,6 +101,10 @@ class EnvNode(Node):
         self.t_start = time.monotonic()
         self.t_report = self.t_start
         self.down: set[str] = set()  # agents being restarted: not sent to, not waited for
+        # evaluation passes sent and not yet reported complete by every head: round -> its "at", "final", heads done.
+        # A node that dies meanwhile loses the pass's messages it held or was sent, so the pass is repeated.
+        self.eval_open: dict[int, dict[str, Any]] = {}
+        self.redo_eval = False
         # the latest labels: a labelled agent back from a restart gets them again, or it would wait forever for
         # the labels of the steps its sender computes next (sent while it was down)
         self.recent_labels: deque[tuple[int, torch.Tensor]] = deque(maxlen=RESENT_LABELS)
@@ -133,6 +137,7 @@ class EnvNode(Node):
                     self._send(peer, Message(Kind.LABEL, ENV, f"{ENV}->{peer}", step, [y]))
         else:
             self.down.add(peer)
+            self.redo_eval = self.redo_eval or bool(self.eval_open)
         if peer in self.inflight:
             self.inflight[peer] = 0  # acks of what it held will never come
 
@@ -146,6 +151,12 @@ class EnvNode(Node):
             self.inflight[peer] = max(0, self.inflight[peer] - 1)
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "done":
             self.working.discard(msg.sender)
+        elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "evaluated":
+            opened = self.eval_open.get(msg.meta.get("round"))
+            if opened is not None:
+                opened["heads"].discard(msg.sender)
+                if not opened["heads"]:
+                    del self.eval_open[msg.meta["round"]]
 
     def _budget_left(self) -> bool:
         if self.seconds and time.monotonic() - self.t_start >= self.seconds:
@@ -155,9 +166,14 @@ class EnvNode(Node):
         return self.step < self.steps
 
     def work(self) -> bool:
+        quiet = all(n == 0 for n in self.inflight.values()) and not self.down  # evaluate the whole system only
+        if self.redo_eval and quiet:
+            self.redo_eval = False
+            if self.eval_open:  # still open now that every node is back (a head may have finished it meanwhile)
+                self._repeat_evals()
+                return True
         if self.done:
             return False
-        quiet = all(n == 0 for n in self.inflight.values()) and not self.down  # evaluate the whole system only
         if not self._budget_left():
             if not quiet:
                 return False  # let the consumers catch up so the final evaluation sees the trained system
@@ -220,7 +236,15 @@ class EnvNode(Node):
         part = self.parts[name]
         return x if part is None else x[:, part].contiguous()
 
-    def _evaluate(self, final: bool) -> None:
+    def _repeat_evals(self) -> None:
+        """Every node is up again after one died during an evaluation: send the last open pass again, as a new
+        round that supersedes the open ones (the agents drop what they hold of those)."""
+        rounds = sorted(self.eval_open)
+        last = self.eval_open[rounds[-1]]
+        self.eval_open.clear()
+        self._evaluate(final=last["final"], at=last["at"], supersedes=rounds)
+
+    def _evaluate(self, final: bool, at: int | None = None, supersedes: list[int] | None = None) -> None:
         """Stream the evaluation split, in order, through the real chain of agents."""
         batches = []
         obs, info = self.eval_env.reset(seed=self.seed)
@@ -232,9 +256,12 @@ class EnvNode(Node):
             if truncated:  # its obs is still valid: the episode's last batch
                 batches.append((_tensor(obs).float(), _tensor(info["target"]).long()))
                 break
+        at = self.step if at is None else at
+        self.eval_open[self.round] = {"at": at, "final": final, "heads": set(self.heads)}
         for k, (x, y) in enumerate(batches):
-            meta = {"phase": "eval", "round": self.round, "last": k == len(batches) - 1, "at": self.step,
-                    "final": final}
+            meta = {"phase": "eval", "round": self.round, "last": k == len(batches) - 1, "at": at, "final": final}
+            if supersedes:
+                meta["supersedes"] = supersedes
             for n in self.fed:
                 self.rt.send(n, Message(Kind.INPUT, ENV, f"{ENV}->{n}", k, [self._view(n, x)], meta))
             for n in self.heads:

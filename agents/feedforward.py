@@ -116,7 +116,7 @@ class FeedForwardAgent(TrainingAgent):
     def peers(self) -> list[str]:
         names = [e.receiver for e in self.out_edges]
         names += [e.sender for e in self.in_edges if e.sends_targets or e.forward == "real"]  # targets and acks
-        if self.ins.ack_inputs or self.free_running:
+        if self.ins.ack_inputs or self.free_running or self.spec.head:  # credits, "done", "evaluated"
             names.append(ENV)
         return sorted(set(names))
 
@@ -146,6 +146,7 @@ class FeedForwardAgent(TrainingAgent):
         self.eval_meta: dict[tuple[int, int], dict[str, Any]] = {}      # (round, step) -> meta
         self.eval_round = 0
         self.eval_next = 0
+        self.eval_skipped: set[int] = set()  # passes abandoned because a node died during them
         self.eval_correct = 0
         self.eval_total = 0
         self.eval_loss = 0.0
@@ -173,6 +174,10 @@ class FeedForwardAgent(TrainingAgent):
         phase = msg.meta.get("phase", "train")
         if phase == "eval":
             rnd = msg.meta.get("round")
+            if rnd in self.eval_skipped:
+                return  # a late message of a pass the environment has abandoned and repeated
+            if isinstance(rnd, int) and self.eval_round in msg.meta.get("supersedes", ()) and rnd > self.eval_round:
+                self._abandon_eval(rnd)
             if not isinstance(rnd, int) or rnd < self.eval_round:
                 raise WireError(f"evaluation round {rnd!r} is not pending (this agent is at round {self.eval_round})",
                                 msg.sender, msg.edge, msg.step, msg.kind.value)
@@ -396,6 +401,16 @@ class FeedForwardAgent(TrainingAgent):
             self.idle(self.spec.stage_ms / 1000.0)
 
     # -- evaluation of the composed system --------------------------------------------------------
+    def _abandon_eval(self, rnd: int) -> None:
+        """A node died during the passes before ``rnd``: their messages to or from it are lost, so the
+        environment repeats the evaluation as pass ``rnd``; drop what this agent holds of the earlier ones."""
+        self.eval_skipped.update(range(self.eval_round, rnd))
+        self.eval_store = {k: v for k, v in self.eval_store.items() if k[0] >= rnd}
+        self.eval_meta = {k: v for k, v in self.eval_meta.items() if k[0] >= rnd}
+        self.eval_round, self.eval_next = rnd, 0
+        self.eval_correct = self.eval_total = 0
+        self.eval_loss = 0.0
+
     def _eval_keys(self, r: int, k: int) -> list[tuple[int, str, str, int]]:
         """Where each in-edge's evaluation input for batch ``k`` of round ``r`` is filed (edge order)."""
         return [(r, (Kind.INPUT if e.sender == ENV else Kind.ACT).value, e.name, k) for e in self.in_edges]
@@ -423,7 +438,7 @@ class FeedForwardAgent(TrainingAgent):
         with torch.no_grad():
             out = self.module(x)
         self.module.train()
-        eval_meta = {k: meta[k] for k in ("phase", "round", "last", "at", "final")}
+        eval_meta = {k: meta[k] for k in ("phase", "round", "last", "at", "final", "supersedes") if k in meta}
         if self.spec.head:
             y = self.eval_store.pop((r, Kind.LABEL.value, self.ins.env_name, k)).to(self.device)
             self.eval_correct += int((out.argmax(1) == y).sum())
@@ -431,7 +446,8 @@ class FeedForwardAgent(TrainingAgent):
             self.eval_loss += float(F.cross_entropy(out, y, reduction="sum"))
         else:
             for e in self.out_edges:
-                self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
+                if e.receiver not in self.down:  # a pass a node died in is repeated when it is back
+                    self.rt.send(e.receiver, Message(Kind.ACT, self.name, e.name, k, [out], eval_meta))
         if meta["last"]:
             self.eval_next = 0
             self.eval_round += 1
@@ -441,6 +457,9 @@ class FeedForwardAgent(TrainingAgent):
                           "test_error": 100.0 * (1 - self.eval_correct / total),
                           "test_loss": self.eval_loss / total, "examples": self.eval_total}
                 self.report_eval(result)
+                # the environment repeats a pass a node died in, unless the head says it is complete
+                self.rt.send(ENV, Message(Kind.CONTROL, self.name, f"{ENV}->{self.name}", k, [],
+                                          {"verb": "evaluated", "round": meta["round"]}))
             self.save_checkpoint()
 
     # -- records (the rest: agents.training) ----------------------------------------------------------

@@ -121,3 +121,21 @@ class CrashOnceAgent(FeedForwardAgent):
             marker.touch()
             raise RuntimeError("crash once: this agent died on purpose")
         super()._train_step(step)
+
+
+class CrashInEvalOnceAgent(FeedForwardAgent):
+    """Raises in the middle of evaluation pass ``crash_round``, once per run folder: the pass's messages it held or
+    was about to receive are lost with it."""
+
+    crash_round = 0
+
+    def _eval_step(self) -> None:
+        marker = self.run_dir / f".{self.name}-crashed"
+        if self.eval_round == self.crash_round and self.eval_next == 2 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("crash once in an evaluation pass")
+        super()._eval_step()
+
+
+class CrashInFinalEvalOnceAgent(CrashInEvalOnceAgent):
+    crash_round = 1  # the final pass of a run of two

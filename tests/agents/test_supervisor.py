@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runs import execute, prepare
 from tests.runs.conftest import TINY
 
@@ -52,3 +54,13 @@ def test_an_agent_that_dies_more_often_than_allowed_fails_the_run(tmp_path: Path
     assert summary["status"] == "failed"
     assert "'l2'" in summary["error"] and "restarted 1 time(s) already, run.restarts = 1" in summary["error"]
     assert len(summary["restarts"]) == 1
+
+
+@pytest.mark.parametrize("factory", ["CrashInEvalOnceAgent", "CrashInFinalEvalOnceAgent"])
+def test_an_agent_that_dies_during_an_evaluation_pass_gets_the_pass_repeated(tmp_path: Path, factory: str) -> None:
+    summary = _run(tmp_path / "run", f'overrides.l2.factory="tests.agents.helpers:{factory}"', "run.restarts=1",
+                   "run.checkpoint_every=10")
+    assert summary["status"] == "completed", summary.get("error")
+    assert [r["agent"] for r in summary["restarts"]] == ["l2"]
+    assert [e["at"] for e in summary["evals"]][-1] == 40  # the final pass, whole
+    assert 20 in [e["at"] for e in summary["evals"]]
