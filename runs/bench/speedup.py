@@ -135,8 +135,9 @@ def system_recipe(w: Workload, mode: str, seed: int, seconds: float, eval_every:
     budget of ``seconds`` of training (``steps`` batches at most) and an evaluation every ``eval_every`` batches."""
     backward, forward = SYSTEMS[mode]
     edge: dict[str, Any] = {"backward": backward, "forward": forward, "synthesizer": {"hidden": [], "lr": w.sg_lr}}
-    if forward == "synthetic":
+    if forward == "synthetic":  # as runs/mnist-fcn4-unlock-cdni.toml: I(x), and the real h of a step when it comes
         edge["input_synthesizer"] = dict(w.input_synthesizer)
+        edge["late_real"] = True
     names = [f"s{i + 1}" for i in range(w.agents - 1)] + ["head"]
     chain = ["env", *names]
     return {
