@@ -152,11 +152,12 @@ class EnvNode(Node):
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "done":
             self.working.discard(msg.sender)
         elif msg.kind is Kind.CONTROL and msg.meta.get("verb") == "evaluated":
-            opened = self.eval_open.get(msg.meta.get("round"))
+            rnd = msg.meta.get("round")
+            opened = self.eval_open.get(rnd) if isinstance(rnd, int) else None
             if opened is not None:
                 opened["heads"].discard(msg.sender)
                 if not opened["heads"]:
-                    del self.eval_open[msg.meta["round"]]
+                    del self.eval_open[rnd]
 
     def _budget_left(self) -> bool:
         if self.seconds and time.monotonic() - self.t_start >= self.seconds:

@@ -174,9 +174,11 @@ class FeedForwardAgent(TrainingAgent):
         phase = msg.meta.get("phase", "train")
         if phase == "eval":
             rnd = msg.meta.get("round")
-            if rnd in self.eval_skipped:
+            if isinstance(rnd, int) and rnd in self.eval_skipped:
                 return  # a late message of a pass the environment has abandoned and repeated
-            if isinstance(rnd, int) and self.eval_round in msg.meta.get("supersedes", ()) and rnd > self.eval_round:
+            supersedes = msg.meta.get("supersedes")
+            if isinstance(rnd, int) and isinstance(supersedes, list) and self.eval_round in supersedes \
+                    and rnd > self.eval_round:
                 self._abandon_eval(rnd)
             if not isinstance(rnd, int) or rnd < self.eval_round:
                 raise WireError(f"evaluation round {rnd!r} is not pending (this agent is at round {self.eval_round})",
