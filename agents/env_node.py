@@ -117,11 +117,16 @@ class EnvNode(Node):
             self.obs, self.info = self._next_batch()
         self.step, self.round = saved["step"], saved["round"]
         self.t_start -= saved.get("elapsed_s", 0.0)
+        # passes that were open when it stopped: the agents may not have finished them, so they are sent again
+        self.eval_open = {int(r): {**e, "heads": set(self.heads)} for r, e in saved.get("eval_open", {}).items()}
+        self.redo_eval = bool(self.eval_open)
 
     def save_checkpoint(self) -> None:
         if self.run_dir:
+            open_passes = {r: {"at": e["at"], "final": e["final"]} for r, e in self.eval_open.items()}
             write_checkpoint(self.run_dir, ENV, {"agent": ENV, "step": self.step, "round": self.round,
-                                                "elapsed_s": time.monotonic() - self.t_start})
+                                                "elapsed_s": time.monotonic() - self.t_start,
+                                                "eval_open": open_passes})
 
     def on_stop(self) -> dict[str, Any]:
         if hasattr(self, "step") and not self.done:  # started, not finished: where to resume
