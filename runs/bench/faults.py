@@ -99,7 +99,9 @@ class LiveRun:
 
     def start(self, args: Sequence[str]) -> LiveRun:
         env = {**os.environ, "TMPDIR": str(self.tmp), "PYTHONPATH": str(_ROOT)}
-        log = open(self.run_dir.parent / f"{self.run_dir.name}.log", "a")  # noqa: SIM115 - the child holds it
+        logs = self.run_dir.parent / "logs"  # beside the run folders, not among them (globs of run folders stay clean)
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{self.run_dir.name}.log", "a")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen([sys.executable, "-m", "runs.cli", *args, "--quiet"], cwd=_ROOT, env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         return self
