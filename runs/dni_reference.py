@@ -29,7 +29,7 @@ def reference_run(cfg: ReferenceConfig, json_out: Path | None = None, progress: 
     record = {"config": result.config, "test_error": round(result.test_error, 4), "evals": result.evals,
               "layers": summarize_probes(result.probes), "probes": result.probes}
     if json_out is not None:
-        write_json(json_out, record)
+        write_json(json_out, record, compact=True)  # per-layer probes every 50 steps: long
     return record
 
 

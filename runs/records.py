@@ -203,10 +203,12 @@ def rounded(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON (floats ``rounded``), whole or not at all (``agents.atomic_writer``)."""
+def write_json(path: Path, value: Any, compact: bool = False) -> None:
+    """Write ``value`` as JSON (floats ``rounded``), whole or not at all (``agents.atomic_writer``); ``compact``
+    for long streams of rows, where indentation would double the size of a committed record."""
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
     with atomic_writer(path) as f:
-        f.write((json.dumps(rounded(value), indent=2, default=str) + "\n").encode())
+        f.write((json.dumps(rounded(value), default=str, **layout) + "\n").encode())
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
