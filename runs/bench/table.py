@@ -81,4 +81,4 @@ def machine() -> dict[str, Any]:
 def write_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
     """Write the rows as a JSON list; each row also names the machine, so a row stands alone."""
     host = machine()
-    records.write_json(Path(path), [{**row, "machine": host} for row in rows])
+    records.write_json(Path(path), [{**row, "machine": host} for row in rows], compact=True)
