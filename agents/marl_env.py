@@ -42,8 +42,7 @@ from interfaces import Expectations, Kind, Message, TensorSpec
 
 from .config import Strict
 from .env_node import load_factory
-from .node import Node
-from .rl_env import EVAL_SEED_OFFSET, action_row, agent_facts, check_action, start_counters, tell_eval
+from .rl_env import EVAL_SEED_OFFSET, EpisodeEnvNode, action_row, agent_facts, check_action
 
 __all__ = ["MarlEnvConfig", "MarlEnvNode", "ParallelCopies", "parallel_facts"]
 
@@ -158,7 +157,7 @@ def parallel_facts(spec: str, kwargs: dict[str, Any]) -> dict[str, dict[str, Any
         copies.close()
 
 
-class MarlEnvNode(Node):
+class MarlEnvNode(EpisodeEnvNode):
     """Steps the copies once every head has acted, routes observations, actions and rewards by agent name."""
 
     name = ENV
@@ -198,7 +197,7 @@ class MarlEnvNode(Node):
         self.keep = {a: [j for j in range(self.copies.dims[a]) if j not in set(r.get("drop", []))]
                      for a, r in self.routes.items()}
         self.actions: dict[tuple[str, str, int], torch.Tensor] = {}  # (phase, head, step) -> action
-        start_counters(self)
+        self.start_counters()
         self._send_obs(self.copies.reset(self.seed))
 
     # -- messages ------------------------------------------------------------------------------------
@@ -223,9 +222,6 @@ class MarlEnvNode(Node):
             where = f"{'evaluation ' if phase == 'eval' else ''}action from {head!r} for {a!r} at step {step}"
             out[a] = check_action(copies.act_space[a], self.actions.pop((phase, head, step)), n, where)
         return out
-
-    def env_steps(self) -> int:
-        return self.step * self.n
 
     # -- work ------------------------------------------------------------------------------------------
     def work(self) -> bool:
@@ -310,7 +306,7 @@ class MarlEnvNode(Node):
         lengths = np.array([f["length"] for f in done] or [np.nan], dtype=float)
         per_agent = {f"mean_return/{a}": float(np.mean([f["returns"][a] for f in done] or [np.nan]))
                      for a in self.copies.agents}
-        tell_eval(self, ev, team, lengths, len(done), per_agent)
+        self.tell_eval(ev, team, lengths, len(done), per_agent)
 
     def on_stop(self) -> dict[str, Any]:
         for copies in (getattr(self, "copies", None), getattr(self, "eval_copies", None)):

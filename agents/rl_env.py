@@ -110,41 +110,45 @@ def action_row(space: gym.Space, a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float32).reshape(len(a), -1)
 
 
-def start_counters(node: Any) -> None:
-    """The training and evaluation counters of an environment node (what ``tell_eval`` reports), from zero."""
-    node.step = 0
-    node.done = False
-    node.recent = deque(maxlen=node.cfg.window)  # recent training episodes' returns
-    node.episodes = 0
-    node.steps_to_threshold = None
-    node.next_eval = node.eval_every
-    node.evaluation = None  # the evaluation in progress, if any
-    node.round = 0
-    node.t_start = time.monotonic()
-    node.t_report, node.s_report = node.t_start, 0
+class EpisodeEnvNode(Node):
+    """What the RL and the multi-agent environment nodes share: their episode counters and their eval report."""
+
+    def start_counters(self) -> None:
+        """The training and evaluation counters (what ``tell_eval`` reports), from zero."""
+        self.step = 0
+        self.done = False
+        self.recent: deque[float] = deque(maxlen=self.cfg.window)  # recent training episodes' returns
+        self.episodes = 0
+        self.steps_to_threshold: int | None = None
+        self.next_eval = self.eval_every
+        self.evaluation: dict[str, Any] | None = None  # the evaluation in progress, if any
+        self.round = 0
+        self.t_start = time.monotonic()
+        self.t_report, self.s_report = self.t_start, 0
+
+    def env_steps(self) -> int:
+        return self.step * self.n
+
+    def tell_eval(self, ev: dict[str, Any], returns: np.ndarray, lengths: np.ndarray, episodes: int,
+                  extra: dict[str, float] | None = None) -> None:
+        """Tell the supervisor one evaluation's returns, [episodes] each (the final one completes the run)."""
+        self.round += 1
+        result: dict[str, Any] = {
+            "final": ev["final"], "round": self.round - 1, "at": self.env_steps(),
+            "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+            "min_return": float(returns.min()), "mean_length": float(lengths.mean()), "episodes": episodes,
+            "env_steps": self.env_steps(), "train_return_mean": float(np.mean(self.recent)) if self.recent else None,
+            "train_episodes": self.episodes, "wall_s": time.monotonic() - self.t_start,
+            "eval_s": time.monotonic() - ev["t0"], **(extra or {})}
+        if self.cfg.threshold is not None:
+            result.update(threshold=self.cfg.threshold, steps_to_threshold=self.steps_to_threshold)
+        self.rt.tell("eval", step=self.env_steps(), **result)
+        if ev["final"]:
+            self.done = True
+            self.rt.tell("complete", step=self.env_steps(), steps=self.env_steps())
 
 
-def tell_eval(node: Any, ev: dict[str, Any], returns: np.ndarray, lengths: np.ndarray, episodes: int,
-              extra: dict[str, float] | None = None) -> None:
-    """Tell the supervisor one evaluation's returns, [episodes] each (the final one completes the run): the one
-    eval report of the RL and the multi-agent environment nodes."""
-    node.round += 1
-    result: dict[str, Any] = {
-        "final": ev["final"], "round": node.round - 1, "at": node.env_steps(),
-        "mean_return": float(returns.mean()), "std_return": float(returns.std()), "min_return": float(returns.min()),
-        "mean_length": float(lengths.mean()), "episodes": episodes, "env_steps": node.env_steps(),
-        "train_return_mean": float(np.mean(node.recent)) if node.recent else None,
-        "train_episodes": node.episodes, "wall_s": time.monotonic() - node.t_start,
-        "eval_s": time.monotonic() - ev["t0"], **(extra or {})}
-    if node.cfg.threshold is not None:
-        result.update(threshold=node.cfg.threshold, steps_to_threshold=node.steps_to_threshold)
-    node.rt.tell("eval", step=node.env_steps(), **result)
-    if ev["final"]:
-        node.done = True
-        node.rt.tell("complete", step=node.env_steps(), steps=node.env_steps())
-
-
-class RlEnvNode(Node):
+class RlEnvNode(EpisodeEnvNode):
     """Steps the vector env on the head's actions, reports episodes, runs the deterministic evaluations."""
 
     name = ENV
@@ -182,7 +186,7 @@ class RlEnvNode(Node):
         self.space = self.venv.single_action_space
         self.eval_env = make_vector_env(self.cfg.id, self.cfg.kwargs, self.cfg.eval_episodes, self.make)
         self.actions: dict[tuple[str, int], torch.Tensor] = {}  # (phase, step) -> action
-        start_counters(self)
+        self.start_counters()
         obs, _ = self.venv.reset(seed=self.seed)
         self._send_obs(obs)
 
@@ -197,9 +201,6 @@ class RlEnvNode(Node):
         s = self.step if step is None else step
         self.rt.send(self.first, Message(Kind.INPUT, ENV, f"{ENV}->{self.first}", s, [x],
                                          {"phase": phase, **(meta or {})}))
-
-    def env_steps(self) -> int:
-        return self.step * self.n
 
     # -- work ------------------------------------------------------------------------------------------
     def work(self) -> bool:
@@ -295,7 +296,7 @@ class RlEnvNode(Node):
 
     def _finish_eval(self) -> None:
         ev, self.evaluation = self.evaluation, None
-        tell_eval(self, ev, ev["returns"], ev["lengths"], int(ev["finished"].sum()))
+        self.tell_eval(ev, ev["returns"], ev["lengths"], int(ev["finished"].sum()))
 
     def on_stop(self) -> dict[str, Any]:
         for env in (getattr(self, "venv", None), getattr(self, "eval_env", None)):

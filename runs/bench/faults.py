@@ -67,16 +67,16 @@ def stray_frames(sender: str, edge: str, huge_bytes: int = 8 << 20) -> list[list
             [header(tensors=[{"dtype": "float32", "shape": [4, 4]}])], [b"\x01" * huge_bytes]]
 
 
-def push_stray(sockets: Sequence[Path], frames: list[list[bytes]]) -> int:
-    """Push the frames into every ipc inbox socket; returns the number of frames sent."""
-    ctx = zmq.Context.instance()
+def push_stray(endpoints: Sequence[str], frames: list[list[bytes]], ctx: zmq.Context | None = None) -> int:
+    """Push the frames into every inbox endpoint (inproc ones need the binder's ``ctx``); returns the frames sent."""
+    ctx = ctx or zmq.Context.instance()
     sent = 0
-    for path in sockets:
+    for endpoint in endpoints:
         sock = ctx.socket(zmq.PUSH)
         sock.linger = 1000
         sock.sndtimeo = 1000
         try:
-            sock.connect(f"ipc://{path}")
+            sock.connect(endpoint)
             for parts in frames:
                 sock.send_multipart(parts)
                 sent += 1
@@ -181,7 +181,7 @@ def _run_case(case: str, seed: int, steps: int, settings: Settings, run_dir: Pat
         if case == "stray":
             for mark in STRAY_MARKS:
                 run.wait_until(lambda m=mark: run.step(victim) >= int(m * steps), deadline, sample=True)
-                push_stray(run.sockets(), stray_frames(victim, "?"))
+                push_stray([f"ipc://{path}" for path in run.sockets()], stray_frames(victim, "?"))
         elif case in ("kill", "kill-twice", "resume"):
             run.wait_until(lambda: run.step(victim) >= hit_at, deadline, sample=True)
             if case == "resume":

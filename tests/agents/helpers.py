@@ -9,6 +9,7 @@ import torch
 
 from agents import FeedForwardAgent
 from interfaces import Kind, Message
+from runs.bench import faults
 
 
 class ExplodingAgent(FeedForwardAgent):
@@ -68,29 +69,13 @@ class FakeRuntime:
 
 def stray_frames(sender: str, edge: str) -> list[list[bytes]]:
     """Garbage, a pickle, a wrong kind claiming ``sender``, and a header from "intruder" announcing a 1 GiB tensor."""
-    import json
-    import pickle
-
-    def header(**kw: Any) -> bytes:
-        return json.dumps({"v": 1, "kind": "act", "sender": sender, "edge": edge, "step": 0, "tensors": [],
-                           "meta": {}, **kw}).encode()
-
-    return [[b"\x00garbage\xff"], [pickle.dumps({"evil": 1})], [header(kind="label")],
-            [header(sender="intruder", tensors=[{"dtype": "float32", "shape": [1 << 28, 1]}]), b"x"]]
+    return faults.stray_frames(sender, edge)[:4]
 
 
 def push_frames(agent: FeedForwardAgent, frames: list[list[bytes]], peers: list[str]) -> None:
     """Send raw frames to these peers' inboxes (and "supervisor": the control inbox), outside the wire format."""
-    import zmq
-
-    for peer in peers:
-        endpoint = agent.rt.wiring.supervisor if peer == "supervisor" else agent.rt.endpoints[peer]
-        sock = agent.rt.ctx.socket(zmq.PUSH)
-        sock.linger = 1000
-        sock.connect(endpoint)
-        for parts in frames:
-            sock.send_multipart(parts)
-        sock.close()
+    endpoints = [agent.rt.wiring.supervisor if peer == "supervisor" else agent.rt.endpoints[peer] for peer in peers]
+    assert faults.push_stray(endpoints, frames, agent.rt.ctx) == len(endpoints) * len(frames)
 
 
 class StrayAgent(FeedForwardAgent):

@@ -179,6 +179,12 @@ def _run_and_disrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disrupt: A
     return summary, meta, ended - disrupted["t"], run_dir
 
 
+def _kill_l2(launcher: Any, meta: dict[str, Any]) -> None:
+    import ray
+
+    ray.kill(launcher.actors["l2"], no_restart=True)
+
+
 def _assert_failed_but_kept(summary: dict[str, Any], meta: dict[str, Any], run_dir: Path) -> None:
     assert summary["status"] == "failed"
     assert "'l2'" in summary["error"] and meta["agents"]["l2"]["node_ip"] in summary["error"]  # agent and node
@@ -219,10 +225,7 @@ def test_silent_agent_is_detected_by_heartbeats(ray_instance: Any, tmp_path: Pat
 @pytest.mark.timeout(600)
 def test_killed_actor_fails_the_run_at_once(ray_instance: Any, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    def kill(launcher: Any, meta: dict[str, Any]) -> None:
-        ray_instance.kill(launcher.actors["l2"], no_restart=True)
-
-    summary, meta, took, run_dir = _run_and_disrupt(tmp_path, monkeypatch, kill)
+    summary, meta, took, run_dir = _run_and_disrupt(tmp_path, monkeypatch, _kill_l2)
     _assert_failed_but_kept(summary, meta, run_dir)
     assert "exited with code -9" in summary["error"]
     print(f"l2 killed; the run ended {took:.1f} s later: {summary['error']}")
@@ -235,10 +238,7 @@ def test_killed_actor_fails_the_run_at_once(ray_instance: Any, tmp_path: Path,
 def test_killed_actor_is_restarted_and_the_run_completes(ray_instance: Any, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """With run.restarts = 1 a dead actor comes back as a new actor in its bundle (a new endpoint, peers re-wired)."""
-    def kill(launcher: Any, meta: dict[str, Any]) -> None:
-        ray_instance.kill(launcher.actors["l2"], no_restart=True)
-
-    summary, meta, _, run_dir = _run_and_disrupt(tmp_path, monkeypatch, kill, overrides=(
+    summary, meta, _, run_dir = _run_and_disrupt(tmp_path, monkeypatch, _kill_l2, overrides=(
         "run.steps=600", "run.restarts=1", "run.checkpoint_every=20"))
     assert summary["status"] == "completed", summary.get("error")
     [restart] = summary["restarts"]
